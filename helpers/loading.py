@@ -193,9 +193,9 @@ def _load_config(name: str, trust_remote_code: bool):
         )
     try:
         return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise ModelLoadError(
-            f"unknown model {name!r}: neither a local folder nor a model repository on the hub ({exc.__class__.__name__}); "
+            f"unknown model {name!r}: neither a model folder nor a model repository on the hub ({exc.__class__.__name__}); "
             "fix: check the spelling (e.g. 'unsloth/Qwen2.5-1.5B-Instruct') or log in for a gated model."
         ) from None
 
