@@ -60,9 +60,12 @@ def fix_tokenizer(tokenizer, model=None):
     - A chat model ends its turn with ``<|im_end|>``; SmolLM2's GGUF tokenizer says eos=``<|im_start|>``.
     - Padding must not equal eos, or the SFT collator masks every eos and the model never learns to
       stop (Unsloth swaps such a pad for ``<|endoftext|>`` too); use a distinct special token.
+    - ``clean_up_tokenization_spaces`` is turned off: it strips spaces before punctuation in BPE text.
     The model's config and generation config are kept in step with the tokenizer.
     """
     vocab = tokenizer.get_vocab()
+    # transformers warns that this post-processing corrupts byte-level BPE text (LLM tokenizers)
+    tokenizer.clean_up_tokenization_spaces = False
     if "<|im_end|>" in vocab and tokenizer.eos_token in (None, "<|im_start|>"):
         tokenizer.eos_token = "<|im_end|>"
     if tokenizer.pad_token is None or tokenizer.pad_token == tokenizer.eos_token:
