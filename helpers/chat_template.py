@@ -65,7 +65,7 @@ class ParsedCompletion:
 
 @dataclass(frozen=True)
 class ReasoningFormat:
-    """The tags of the reasoning format. Tags must be non-empty and none may contain another."""
+    """The tags of the reasoning format. Tags must be non-empty and distinct, and none may contain another."""
 
     reasoning_start: str = field(default="<reasoning>", metadata={"help": "opens the step-by-step reasoning"})
     reasoning_end: str = field(default="</reasoning>", metadata={"help": "closes the reasoning"})
@@ -76,9 +76,9 @@ class ReasoningFormat:
         tags = self.tags
         if not all(isinstance(t, str) and t.strip() for t in tags):
             raise ValueError(f"every tag must be a non-empty string, got {tags!r}; fix: pass four tags such as '<reasoning>'.")
-        for a in tags:
-            for b in tags:
-                if a is not b and a in b:
+        for i, a in enumerate(tags):
+            for j, b in enumerate(tags):
+                if i != j and a in b:
                     raise ValueError(f"tag {a!r} occurs inside tag {b!r}, so completions could not be parsed; "
                                      "fix: choose tags where no tag is part of another.")
 
