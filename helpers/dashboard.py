@@ -88,19 +88,28 @@ def reward_names(keys: Iterable[str]) -> list[str]:
 class Panels:
     """Which reward functions feed the format-compliance and accuracy panels.
 
-    Each field is a tuple of substrings matched against reward-function names; a name matching an
-    earlier substring is preferred as the panel's headline value (console line, header). A panel
-    with no matching function simply stays empty.
+    Each field is a tuple of substrings tried in order against reward-function names: the first one that
+    matches any name picks the panel's functions (an exact name first: it is the headline value of the
+    console line and header). With ``helpers.rewards``' names the format panel shows
+    ``format_compliance`` and the accuracy panel ``accuracy`` and ``lenient_accuracy``; without them it
+    falls back to names containing ``format`` / ``correct``. A panel with no match stays empty.
     """
 
     format: tuple[str, ...] = ("format_compliance", "format")
     accuracy: tuple[str, ...] = ("accuracy", "correct")
 
     def match(self, panel: str, names: Iterable[str]) -> list[str]:
-        """Reward names for ``panel`` ("format" or "accuracy"), best match first."""
-        patterns: tuple[str, ...] = getattr(self, panel)
-        ranked = [(min(i for i, p in enumerate(patterns) if p in n), n) for n in names if any(p in n for p in patterns)]
-        return [n for _, n in sorted(ranked)]
+        """Reward names for ``panel`` ("format" or "accuracy"), headline first.
+
+        >>> Panels().match("accuracy", ["correctness_reward", "lenient_accuracy", "accuracy"])
+        ['accuracy', 'lenient_accuracy']
+        """
+        names = list(names)
+        for pattern in getattr(self, panel):
+            found = [n for n in names if pattern in n]
+            if found:
+                return sorted(found, key=lambda n: (n != pattern, n))
+        return []
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -84,9 +84,12 @@ def test_both_generations_give_the_same_canonical_names():
 
 def test_panels_match_by_substring_best_first():
     p = db.Panels()
-    names = ["soft_format", "format_compliance", "correctness_reward", "accuracy", "xml_count"]
-    assert p.match("format", names) == ["format_compliance", "soft_format"]
-    assert p.match("accuracy", names) == ["accuracy", "correctness_reward"]
+    names = ["strict_format_reward", "format_compliance", "correctness_reward", "lenient_accuracy", "accuracy"]
+    assert p.match("format", names) == ["format_compliance"]
+    assert p.match("accuracy", names) == ["accuracy", "lenient_accuracy"]  # strict and lenient, strict first
+    unsloth = ["xmlcount_reward_func", "soft_format_reward_func", "strict_format_reward_func", "correctness_reward_func"]
+    assert p.match("format", unsloth) == ["soft_format_reward_func", "strict_format_reward_func"]
+    assert p.match("accuracy", unsloth) == ["correctness_reward_func"]
     assert p.match("accuracy", ["xml_count"]) == []
     assert db.Panels(accuracy=("exact",)).match("accuracy", ["exact_match", "accuracy"]) == ["exact_match"]
 
