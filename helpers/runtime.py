@@ -65,13 +65,11 @@ def in_colab() -> bool:
 
 
 def in_notebook() -> bool:
-    """True inside a Jupyter kernel (a ZMQ shell), where ipywidgets can render."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
+    """True inside a Jupyter kernel (ipykernel's ZMQ shell or a subclass, e.g. Colab's), where widgets render."""
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    if shell is None:
         return False
-    shell = get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    return any(cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__) or in_colab()
 
 
 @lru_cache(maxsize=1)
