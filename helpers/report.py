@@ -1,0 +1,104 @@
+"""``report.md`` for a run folder: evaluation table, learning figures, curves, timings, hardware.
+
+Everything is read back from the files the notebooks wrote (``RunLayout``), so the report can be
+rebuilt at any time with ``write_report(run_dir)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+from .runs import RunLayout
+
+
+def fifths(values: list[float]) -> tuple[float, float] | None:
+    """Mean of the first and of the last fifth of ``values`` (at least one value each).
+
+    >>> fifths([0, 0, 1, 1, 1, 2, 2, 2, 3, 4])
+    (0.0, 3.5)
+    """
+    values = [v for v in values if v is not None]
+    if len(values) < 2:
+        return None
+    k = max(1, len(values) // 5)
+    return statistics.fmean(values[:k]), statistics.fmean(values[-k:])
+
+
+def learning_summary(history: list[dict]) -> dict:
+    """Reward, format compliance and accuracy at the start and the end of training (first/last fifth)."""
+    summary: dict = {"steps": len(history)}
+    for label, key in (
+        ("reward", "reward"),
+        ("format_compliance", "rewards/format_compliance/mean"),
+        ("accuracy", "rewards/accuracy/mean"),
+        ("completion_length", "completions/mean_length"),
+        ("frac_reward_zero_std", "frac_reward_zero_std"),
+    ):
+        pair = fifths([row.get(key) for row in history])
+        if pair is not None:
+            summary[label] = {"first_fifth": round(pair[0], 4), "last_fifth": round(pair[1], 4)}
+    return summary
+
+
+def _learning_table(summary: dict) -> str:
+    rows = [(k, v) for k, v in summary.items() if isinstance(v, dict)]
+    if not rows:
+        return "_no GRPO metrics were logged_\n"
+    lines = ["| metric | first fifth of steps | last fifth of steps | change |", "|---|---|---|---|"]
+    for name, v in rows:
+        lines.append(f"| {name} | {v['first_fifth']:.3f} | {v['last_fifth']:.3f} | {v['last_fifth'] - v['first_fifth']:+.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_report(run_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``<run>/report.md`` from what the run folder holds, and ``<run>/learning.json``; return the report path."""
+    from .dashboard import plot_metrics, read_metrics
+    from .runtime import describe
+
+    layout = RunLayout(run_dir)
+    root = layout.root
+    parts = [f"# GRPO run report: `{root.name}`\n", f"Written {time.strftime('%Y-%m-%d %H:%M:%S %Z')}.\n",
+             f"Hardware and versions: `{describe()}`\n"]
+
+    results_md = layout.eval / "results.md"
+    parts.append("## Held-out evaluation (base vs SFT vs GRPO)\n")
+    parts.append(results_md.read_text() + "\n" if results_md.exists() else "_no evaluation in this run folder_\n")
+    for png in sorted(layout.eval.glob("*.png")):
+        parts.append(f"![{png.stem}]({png.relative_to(root)})\n")
+
+    history = read_metrics(layout.metrics("grpo")) if layout.metrics("grpo").exists() else []
+    summary = learning_summary(history)
+    _atomic_write_text(root / "learning.json", json.dumps(summary, indent=2))
+    parts.append(f"## Learning during GRPO ({summary['steps']} logged steps)\n")
+    parts.append(_learning_table(summary))
+    if history:
+        pngs = plot_metrics(history, layout.plots, prefix="grpo")
+        main = pngs.get("dashboard") or next(iter(pngs.values()), None)
+        if main is not None:
+            parts.append(f"\n![GRPO curves]({Path(main).relative_to(root)})\n")
+
+    sft = read_metrics(layout.metrics("sft")) if layout.metrics("sft").exists() else []
+    losses = [row["loss"] for row in sft if row.get("loss") is not None]
+    if losses:
+        parts.append(f"\n## SFT warm-up\n\nTraining loss {losses[0]:.3f} → {losses[-1]:.3f} over {len(sft)} logged steps.\n")
+
+    timings_path = root / "timings.json"
+    if timings_path.exists():
+        timings = json.loads(timings_path.read_text())
+        parts.append("\n## Time per notebook\n\n| notebook | seconds |\n|---|---|\n")
+        parts.extend(f"| {name} | {secs:.1f} |\n" for name, secs in timings.items())
+        parts.append(f"| **total** | **{sum(timings.values()):.1f}** |\n")
+
+    report = layout.report
+    _atomic_write_text(report, "\n".join(parts))
+    return report

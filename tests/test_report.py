@@ -1,0 +1,37 @@
+import json
+
+from helpers.report import fifths, learning_summary, write_report
+
+
+def test_fifths_needs_two_values():
+    assert fifths([]) is None and fifths([1.0]) is None
+    assert fifths([1.0, 3.0]) == (1.0, 3.0)
+    assert fifths([1.0, None, 3.0]) == (1.0, 3.0)
+
+
+def test_report_from_a_run_folder(tmp_path):
+    (tmp_path / "grpo").mkdir()
+    with open(tmp_path / "grpo" / "metrics.jsonl", "w") as fh:
+        for step in range(1, 11):
+            fh.write(json.dumps({"step": step, "reward": step / 10, "reward_std": 0.1,
+                                 "rewards/format_compliance/mean": 0.5 + step / 40,
+                                 "rewards/accuracy/mean": step / 20, "completions/mean_length": 30}) + "\n")
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "results.md").write_text("| model | strict accuracy |\n|---|---|\n| base | 0.10 |\n| grpo | 0.40 |\n")
+    (tmp_path / "timings.json").write_text(json.dumps({"01_model_loading.ipynb": 12.5, "07_grpo_training.ipynb": 60.0}))
+    report = write_report(tmp_path).read_text()
+    assert "| grpo | 0.40 |" in report
+    assert "| reward | 0.150 | 0.950 | +0.800 |" in report
+    assert "format_compliance" in report and "accuracy" in report
+    assert "![GRPO curves](plots/grpo_dashboard.png)" in report
+    assert (tmp_path / "plots" / "grpo_dashboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| **total** | **72.5** |" in report
+    assert "profile=" in report
+    learning = json.loads((tmp_path / "learning.json").read_text())
+    assert learning["steps"] == 10 and learning["reward"]["last_fifth"] > learning["reward"]["first_fifth"]
+    assert learning_summary([])["steps"] == 0
+
+
+def test_report_of_an_empty_run(tmp_path):
+    report = write_report(tmp_path).read_text()
+    assert "no evaluation" in report and "no GRPO metrics" in report
