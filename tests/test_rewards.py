@@ -312,9 +312,11 @@ def test_property_run_covers_ten_thousand_completions():
 
 
 def test_score_table():
-    rows = R.score_table([GOOD, "<answer>6</answer>"], ["7", "7"])
-    assert list(rows[0]) == ["completion", *NAMES, "reward"]
-    assert rows[0]["reward"] == 3.5 and "⏎" in rows[0]["completion"] and len(rows[0]["completion"]) <= 48
+    rows = R.score_table([GOOD, "<answer>6</answer>"], ["7", "7"], labels=["good", "no reasoning"])
+    assert list(rows[0]) == ["case", "completion", *NAMES, "reward"]
+    assert rows[0]["reward"] == 3.5 and "⏎" in rows[0]["completion"] and len(rows[0]["completion"]) <= 40
     table = R.format_table(rows)
-    assert table.splitlines()[0].startswith("completion") and "3.500" in table
+    assert table.splitlines()[0].split() == ["case", "completion", "strict_format", "approx_format", "correctness",
+                                             "closeness", "format_compliance", "accuracy", "lenient_accuracy", "reward"]
+    assert "3.50" in table and "no reasoning" in table
     assert R.format_table([]) == ""
