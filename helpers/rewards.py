@@ -5,7 +5,8 @@ completion_ids=..., **dataset_columns, trainer_state=..., log_extra=..., log_met
 completion may be a string or a list of chat messages; the gold answer arrives as the ``answer``
 column (``helpers.data`` makes one). Each returns one float per completion, in ``[0, 1]``
 (``combined_reward``: in ``[0, sum of weights]``); a malformed, empty, huge or non-string
-completion scores low, it never raises. A missing ``answer`` column scores 0 and warns once.
+completion scores low, it never raises. A missing ``answer`` column scores 0 and warns (Python
+shows a warning once per calling line).
 
 Rewards are callable objects with a fixed ``__name__`` (TRL logs ``rewards/<__name__>/mean``) and
 are picklable, as TRL's own are (its async rollout worker sends them to a child process).
@@ -125,9 +126,6 @@ class _Reward:
         return f"{type(self).__name__}(name={self.__name__!r}, prefilled={self.prefilled})"
 
 
-_warned: set[str] = set()
-
-
 def _answers(answer, n: int, reward: _Reward) -> list:
     if isinstance(answer, (str, int, float)) or answer is None:
         answer = [answer] * n
@@ -136,8 +134,7 @@ def _answers(answer, n: int, reward: _Reward) -> list:
             answer = list(answer)
         except TypeError:
             answer = [None] * n
-    if getattr(reward, "needs_answer", False) and all(a is None for a in answer) and reward.__name__ not in _warned:
-        _warned.add(reward.__name__)
+    if n and getattr(reward, "needs_answer", False) and all(a is None for a in answer):
         warnings.warn(f"{reward.__name__} got no 'answer' column, so every completion scores 0; fix: give the "
                       "dataset an 'answer' column (helpers.data does).", stacklevel=3)
     return (answer + [None] * n)[:n]
@@ -341,6 +338,7 @@ def reward_functions(weights: Mapping[str, float] | None = None, *, fmt: Reasoni
     merged with yours), then ``format_compliance``, ``accuracy`` and ``lenient_accuracy`` at weight 0.
     ``combined=True``: ``combined_reward`` at weight 1, then the four rewards and the three metrics at
     weight 0 (all logged, one training signal). Both give TRL the same total reward.
+    ``prefilled``: True when the prompt opens the reasoning block (``check_template(tokenizer).prefilled``).
 
     >>> funcs, weights = reward_functions()
     >>> [f.__name__ for f in funcs], weights
