@@ -1,0 +1,426 @@
+"""The optional SFT warm-up: teach the reasoning *format* on worked solutions before GRPO.
+
+GRPO learns only from differences between the completions of one prompt: a model that never
+writes ``<reasoning>…</reasoning><answer>…</answer>`` scores 0 on every format reward in every
+group, so it gets no signal at all (the embedded 135M model is such a model). A short supervised
+warm-up on formatted reasoning traces fixes that, as in Unsloth's GRPO notebooks.
+
+- **Data**: prompt-completion rows (``prompt`` = the system prompt + question, ``completion`` = one
+  assistant message with a worked solution in the format). Offline the synthetic generator's traces
+  (``helpers.data.synthetic_dataset``); otherwise any dataset with those columns, or a ``messages``
+  column (whole conversations, the last message the assistant's), see :func:`sft_dataset`.
+- **Loss on the responses only**: the model should learn to *answer* in the format, not to recite
+  the system prompt. With unsloth (GPU) the rows are rendered to text and Unsloth's
+  ``train_on_responses_only`` masks everything but the assistant turns; elsewhere TRL's own
+  completion-only loss does it (``SFTConfig.completion_only_loss``, on for prompt-completion data).
+- **Checkpoint**: the LoRA adapter (and tokenizer) go to ``<run>/sft/adapter``, written to a
+  temporary folder and renamed into place, so a killed run never leaves half an adapter there.
+  ``helpers.grpo.load_policy`` starts GRPO from it.
+- **Report**: format compliance (the share of strictly formatted completions, greedy decoding) on
+  held-out prompts before and after, saved to ``<run>/sft/summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .runtime import PROFILES, Hardware, detect, pick_profile
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SFTResult", "SFTSettings", "format_compliance_rate", "response_markers", "save_adapter", "sft_dataset",
+    "train_sft",
+]
+
+# Per-profile defaults (the step count and sequence length come from helpers.profiles).
+#   learning_rate: 2e-4 is the usual LoRA SFT rate (Unsloth's notebooks); the tiny `ci` run takes
+#     1e-3 so that even its few steps visibly move the model.
+#   compliance_*: how many held-out prompts are generated greedily before and after, and how long
+#     (a worked solution of the synthetic problems is 30-70 tokens; GSM8K's need 150-250).
+_PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "colab-t4": dict(learning_rate=2e-4, per_device_train_batch_size=4, gradient_accumulation_steps=2,
+                     compliance_prompts=32, compliance_max_new_tokens=256),
+    "gpu": dict(learning_rate=2e-4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
+                compliance_prompts=64, compliance_max_new_tokens=256),
+    "cpu": dict(learning_rate=2e-4, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                compliance_prompts=16, compliance_max_new_tokens=96),
+    "ci": dict(learning_rate=1e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1, warmup_ratio=0.0,
+               compliance_prompts=4, compliance_max_new_tokens=64),
+}
+
+
+def _precision(hw: Hardware) -> tuple[bool, bool]:
+    """``(fp16, bf16)``: bf16 where the GPU supports it, fp16 on a T4-class GPU, neither on a CPU."""
+    if not hw.cuda:
+        return False, False
+    return (not hw.bf16), hw.bf16
+
+
+@dataclass
+class SFTSettings:
+    """The warm-up's settings; ``SFTSettings.for_profile()`` sizes them for the machine.
+
+    Invalid values are refused with a message that names the fix.
+    """
+
+    profile: str = field(metadata={"help": "the profile these settings were sized for (helpers.runtime.PROFILES)"})
+    max_steps: int = field(metadata={"help": "optimizer steps; a warm-up needs only enough to learn the format"})
+    learning_rate: float = field(metadata={"help": "peak learning rate of the LoRA weights (linear decay after warm-up)"})
+    per_device_train_batch_size: int = field(metadata={"help": "worked solutions per forward pass"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "forward passes per optimizer step"})
+    max_length: int = field(default=512, metadata={"help": "tokens per example (prompt + completion); longer ones are cut"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of the steps spent warming the learning rate up"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    seed: int = field(default=3407, metadata={"help": "seed of the data order and LoRA initialisation"})
+    compliance_prompts: int = field(default=16, metadata={"help": "held-out prompts used to measure format compliance"})
+    compliance_max_new_tokens: int = field(default=128, metadata={"help": "greedy tokens per compliance completion"})
+    fp16: bool | None = field(default=None, metadata={"help": "None: on a GPU without bf16 (T4)"})
+    bf16: bool | None = field(default=None, metadata={"help": "None: where the GPU supports it"})
+
+    def __post_init__(self):
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; fix: use one of {', '.join(PROFILES)}.")
+        for name in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+                     "compliance_max_new_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be a positive integer; fix: pass e.g. {name}=1 or more.")
+        if self.compliance_prompts < 0:
+            raise ValueError(f"compliance_prompts={self.compliance_prompts} is negative; fix: pass 0 to skip the check.")
+        if not (isinstance(self.learning_rate, (int, float)) and math.isfinite(self.learning_rate)
+                and 0 < self.learning_rate <= 1e-2):
+            raise ValueError(f"learning_rate={self.learning_rate!r} is outside (0, 1e-2]; fix: 2e-4 is the usual "
+                             "LoRA SFT rate.")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio={self.warmup_ratio} must be in [0, 1); fix: e.g. 0.1.")
+        if self.fp16 and self.bf16:
+            raise ValueError("fp16 and bf16 are both set; fix: choose one (bf16 where supported, fp16 on a T4).")
+
+    @classmethod
+    def for_profile(cls, profile: str | None = None, **overrides) -> SFTSettings:
+        """The settings for ``profile`` (default: detected or ``$GRPO_PROFILE``), with ``overrides``."""
+        from .profiles import settings
+
+        profile = profile or pick_profile()
+        sizes = settings(profile)
+        values = dict(profile=profile, max_steps=sizes.sft_steps, max_length=sizes.max_seq_length,
+                      **_PROFILE_DEFAULTS[profile])
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown SFT setting(s) {sorted(unknown)}; fix: use one of {[f.name for f in fields(cls)]}.")
+        return cls(**{**values, **overrides})
+
+    def trl_kwargs(self, output_dir: str | os.PathLike, hw: Hardware | None = None, *,
+                   completion_only: bool = True) -> dict[str, Any]:
+        """The keyword arguments of ``trl.SFTConfig`` (checked against TRL 1.15's ``sft_config.py``)."""
+        hw = detect() if hw is None else hw
+        fp16, bf16 = _precision(hw)
+        fp16 = fp16 if self.fp16 is None else self.fp16
+        bf16 = bf16 if self.bf16 is None else self.bf16
+        if (fp16 or bf16) and not hw.cuda:
+            raise ValueError("fp16/bf16 mixed precision was asked for on a CPU; fix: leave fp16 and bf16 at None.")
+        if bf16 and hw.cuda and not hw.bf16:
+            raise ValueError(f"{hw.gpu_name} has no bf16; fix: pass fp16=True (or leave both at None).")
+        kwargs = dict(
+            output_dir=str(output_dir),
+            max_steps=self.max_steps,
+            learning_rate=self.learning_rate,
+            lr_scheduler_type="linear",
+            warmup_steps=self.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio of max_steps
+            weight_decay=self.weight_decay,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            max_length=self.max_length,
+            packing=False,
+            completion_only_loss=True if completion_only else None,
+            logging_steps=1,
+            save_strategy="no",  # a warm-up is minutes; the adapter is saved once, atomically, at the end
+            report_to="none",
+            seed=self.seed,
+            fp16=fp16,
+            bf16=bf16,
+            dataloader_num_workers=0,
+            gradient_checkpointing=hw.cuda,  # a CPU run's activations are small; recomputing them only costs time
+            disable_tqdm=True,
+        )
+        if not hw.cuda:
+            kwargs["use_cpu"] = True
+        if hw.cuda and _importable("bitsandbytes"):
+            kwargs["optim"] = "adamw_8bit"
+        if not completion_only:  # Unsloth's responses-only masking works on rendered text
+            kwargs["dataset_text_field"] = "text"
+        return kwargs
+
+    def to_trl(self, output_dir: str | os.PathLike, hw: Hardware | None = None, *, completion_only: bool = True):
+        """A ``trl.SFTConfig`` built from these settings."""
+        import trl  # looked up at call time: after ``import unsloth`` this is Unsloth's patched class
+
+        return trl.SFTConfig(**self.trl_kwargs(output_dir, hw, completion_only=completion_only))
+
+
+def _importable(module: str) -> bool:
+    from .runtime import importable
+
+    return importable(module)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def sft_dataset(source=None, *, n: int = 256, seed: int = 0):
+    """Prompt-completion rows for the warm-up.
+
+    ``source=None``: ``n`` synthetic problems with their worked solutions (offline). A
+    ``datasets.Dataset`` (or a list of dicts) is used as given when it has ``prompt`` and
+    ``completion`` columns; a ``messages`` column (whole conversations ending with the assistant's
+    reply) is split into the two. Anything else is refused with the fix.
+    """
+    from datasets import Dataset
+
+    from .data import synthetic_dataset
+
+    if source is None:
+        ds = synthetic_dataset(n, seed=seed)
+    elif isinstance(source, Dataset):
+        ds = source
+    elif isinstance(source, list):
+        ds = Dataset.from_list(source)
+    else:
+        raise TypeError(f"SFT data must be a datasets.Dataset or a list of dicts, not {type(source).__name__}; "
+                        "fix: pass helpers.data.synthetic_dataset(...) or Dataset.from_list(rows).")
+    if len(ds) == 0:
+        raise ValueError("the SFT dataset is empty; fix: pass rows with 'prompt' and 'completion' "
+                         "(e.g. helpers.data.synthetic_dataset(256)).")
+    columns = set(ds.column_names)
+    if {"prompt", "completion"} <= columns:
+        return ds.select_columns(["prompt", "completion"])
+    if "messages" in columns:
+        def split(row):
+            messages = row["messages"]
+            if not messages or messages[-1].get("role") != "assistant":
+                raise ValueError("a 'messages' row does not end with an assistant message; fix: end every "
+                                 "conversation with the reply the model should learn.")
+            return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+        return ds.map(split, remove_columns=ds.column_names)
+    raise ValueError(f"the SFT dataset has columns {sorted(columns)} but needs 'prompt' and 'completion' (or "
+                     "'messages'); fix: build rows with helpers.data.make_row or rename your columns.")
+
+
+def response_markers(tokenizer) -> tuple[str, str]:
+    """``(instruction_part, response_part)``: the text the chat template puts before a user message
+    and before the assistant's reply, read from the template itself (what Unsloth's
+    ``train_on_responses_only`` needs). For ChatML: ``'<|im_start|>user\\n'``, ``'<|im_start|>assistant\\n'``.
+    """
+    probe = "\u2063PROBE\u2063"
+    system = [{"role": "system", "content": "S"}]
+    with_user = system + [{"role": "user", "content": probe}]
+    before = tokenizer.apply_chat_template(system, tokenize=False)
+    rendered = tokenizer.apply_chat_template(with_user, tokenize=False)
+    prompt = tokenizer.apply_chat_template(with_user, tokenize=False, add_generation_prompt=True)
+    if not rendered.startswith(before) or not prompt.startswith(rendered) or probe not in rendered:
+        raise ValueError("cannot read the user and assistant markers from this chat template; fix: pass "
+                         "instruction_part and response_part to train_on_responses_only yourself.")
+    instruction = rendered[len(before): rendered.index(probe)]
+    response = prompt[len(rendered):]
+    if not instruction.strip() or not response.strip():
+        raise ValueError("the chat template has no visible user or assistant marker; fix: use a template "
+                         "with role markers (e.g. chatml).")
+    return instruction, response
+
+
+def _as_text_dataset(ds, tokenizer):
+    """Rows rendered to one ``text`` each (the whole conversation), for Unsloth's responses-only masking."""
+    def render(row):
+        return {"text": tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=False)}
+
+    return ds.map(render, remove_columns=ds.column_names)
+
+
+# ---------------------------------------------------------------------------------------------
+# Format compliance
+# ---------------------------------------------------------------------------------------------
+
+
+def format_compliance_rate(model, tokenizer, prompts, *, max_new_tokens: int = 128, batch_size: int = 8,
+                           prefilled: bool = False) -> tuple[float, list[str]]:
+    """The share of greedy completions of ``prompts`` in the strict format, and the completions.
+
+    Uses ``helpers.rewards.FormatCompliance`` (the same check GRPO logs as ``format_compliance``).
+    """
+    from .generation import generate
+    from .rewards import FormatCompliance
+
+    prompts = list(prompts)
+    if not prompts:
+        return float("nan"), []
+    completions = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    scores = FormatCompliance(prefilled=prefilled)(completions)
+    return sum(scores) / len(scores), completions
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+# ---------------------------------------------------------------------------------------------
+
+
+def save_adapter(model, tokenizer, dest: str | os.PathLike, *, info: dict | None = None) -> Path:
+    """Save ``model``'s LoRA adapter (safetensors), the tokenizer and ``info`` (``training.json``) to
+    ``dest`` atomically: written to a temporary sibling folder, then renamed into place; an older
+    ``dest`` is replaced only once the new one is complete."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if info is not None:
+            (staging / "training.json").write_text(json.dumps(info, indent=2, default=str))
+        if not (staging / "adapter_model.safetensors").exists():
+            raise RuntimeError(f"saving wrote no adapter_model.safetensors to {staging}; fix: pass a PEFT (LoRA) model.")
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}-old-{os.getpid()}")
+            os.replace(dest, old)
+        os.replace(staging, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SFTResult:
+    """What the warm-up did: where the adapter is, the steps, and compliance before and after."""
+
+    adapter: Path
+    steps: int
+    seconds: float
+    compliance_before: float
+    compliance_after: float
+    samples_before: list[str]
+    samples_after: list[str]
+    responses_only: str  # how the loss was restricted to the responses
+    trainer: Any = field(default=None, repr=False)
+
+    def summary(self) -> dict:
+        out = asdict(self)
+        out.pop("trainer")
+        out["adapter"] = str(self.adapter)
+        return out
+
+    def __str__(self) -> str:
+        return (f"SFT: {self.steps} steps in {self.seconds:.0f} s ({self.responses_only}); format compliance on "
+                f"held-out prompts {self.compliance_before:.0%} -> {self.compliance_after:.0%}; adapter: {self.adapter}")
+
+
+def _held_out_prompts(held_out, count: int, seed: int) -> list:
+    if count == 0:
+        return []
+    if held_out is None:
+        from .data import synthetic_dataset
+
+        held_out = synthetic_dataset(count, seed=seed + 1_000_003)  # another seed: not the training problems
+    prompts = list(held_out["prompt"]) if hasattr(held_out, "column_names") else list(held_out)
+    return prompts[:count]
+
+
+def train_sft(model, tokenizer, dataset=None, *, settings: SFTSettings | None = None, held_out=None,
+              run_dir: str | os.PathLike | None = None, dashboard: bool | dict = True, callbacks=None,
+              lora_rank: int | None = None, profile: str | None = None, **overrides) -> SFTResult:
+    """Warm the model up on formatted reasoning traces; save the adapter for GRPO; report compliance.
+
+    ``model``: a LoRA model (``helpers.lora.add_lora``) or a plain one (LoRA is added, rank from the
+    profile); ``dataset``: see :func:`sft_dataset` (``None``: synthetic traces); ``held_out``: rows
+    with a ``prompt`` column (or a list of prompts) for the compliance check (``None``: fresh
+    synthetic problems); ``settings``/``overrides``: :class:`SFTSettings`; ``dashboard``: attach
+    ``helpers.dashboard`` (``True``, or a dict of its options), writing ``<run>/sft/metrics.jsonl``.
+    """
+    from .cpu_compat import patch_trl_for_cpu
+    from .runs import RunLayout
+
+    hw = detect()
+    unsloth = hw.cuda and hw.unsloth
+    if unsloth:
+        import unsloth as _unsloth  # noqa: F401  (patches TRL before its trainers are used)
+    patch_trl_for_cpu()
+    settings = settings or SFTSettings.for_profile(profile, **overrides)
+    layout = RunLayout(run_dir)
+    data = sft_dataset(dataset, n=max(64, settings.max_steps * settings.per_device_train_batch_size
+                                          * settings.gradient_accumulation_steps), seed=settings.seed)
+    prompts = _held_out_prompts(held_out, settings.compliance_prompts, settings.seed)
+    model = _ensure_lora(model, settings.profile, lora_rank, settings.seed)
+
+    before, samples_before = format_compliance_rate(model, tokenizer, prompts,
+                                                    max_new_tokens=settings.compliance_max_new_tokens)
+    log.info("format compliance before SFT: %.2f", before)
+
+    from trl import SFTTrainer
+
+    if unsloth:
+        args = settings.to_trl(layout.stage("sft") / "checkpoints", hw, completion_only=False)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=_as_text_dataset(data, tokenizer),
+                             processing_class=tokenizer, callbacks=callbacks)
+        from unsloth.chat_templates import train_on_responses_only
+
+        instruction, response = response_markers(tokenizer)
+        trainer = train_on_responses_only(trainer, instruction_part=instruction, response_part=response)
+        how = "unsloth train_on_responses_only"
+    else:
+        args = settings.to_trl(layout.stage("sft") / "checkpoints", hw)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                             callbacks=callbacks)
+        how = "TRL completion_only_loss"
+    if dashboard:
+        from transformers.trainer_callback import PrinterCallback
+
+        from .dashboard import attach
+
+        attach(trainer, layout.root, "sft", **(dashboard if isinstance(dashboard, dict) else {}))
+        trainer.remove_callback(PrinterCallback)  # the dashboard prints (or draws) each step already
+
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+
+    after, samples_after = format_compliance_rate(model, tokenizer, prompts,
+                                                  max_new_tokens=settings.compliance_max_new_tokens)
+    result = SFTResult(layout.sft_adapter, trainer.state.global_step, seconds, before, after, samples_before,
+                       samples_after, how, trainer)
+    info = {"stage": "sft", "base_model": getattr(model.config, "name_or_path", None), "profile": settings.profile,
+            "settings": asdict(settings), **{k: v for k, v in result.summary().items() if not k.startswith("samples")}}
+    save_adapter(model, tokenizer, layout.sft_adapter, info=info)
+    (layout.stage("sft") / "summary.json").write_text(json.dumps(result.summary(), indent=2))
+    return result
+
+
+def _ensure_lora(model, profile: str, rank: int | None, seed: int):
+    from .lora import add_lora
+    from .profiles import settings
+
+    if getattr(model, "peft_config", None):
+        return model
+    model, report = add_lora(model, rank or settings(profile).lora_rank, gradient_checkpointing=detect().cuda,
+                             seed=seed)
+    log.info("%s", report)
+    return model
