@@ -1,0 +1,271 @@
+"""helpers.saving: atomic folders, adapter validation with one-line errors, LoRA and merged saving,
+the reload check (merged model == adapter-on model, != base model), and the GGUF message off-GPU."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from helpers import saving
+from helpers.saving import AdapterLoadError, ExportUnavailable
+
+# ---------------------------------------------------------------------------------------------
+# Atomic folders
+# ---------------------------------------------------------------------------------------------
+
+
+def test_atomic_folder_replaces_only_on_success(tmp_path):
+    final = tmp_path / "out"
+    with saving.atomic_folder(final) as tmp:
+        (tmp / "a.txt").write_text("one")
+    assert (final / "a.txt").read_text() == "one"
+    with pytest.raises(RuntimeError, match="disk full"), saving.atomic_folder(final) as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("disk full")
+    assert (final / "a.txt").read_text() == "one"  # the old complete folder is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no partial folder left behind
+    with saving.atomic_folder(final) as tmp:
+        (tmp / "b.txt").write_text("two")
+    assert sorted(p.name for p in final.iterdir()) == ["b.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_atomic_folder_cleans_partials_of_dead_processes(tmp_path):
+    stale = tmp_path / ".out.partial-999999999-abc"  # no such process
+    stale.mkdir()
+    with saving.atomic_folder(tmp_path / "out"):
+        pass
+    assert not stale.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapter folders: clear errors
+# ---------------------------------------------------------------------------------------------
+
+
+def _fake_adapter(folder, tensors=None):
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
+    save_file(tensors or {"base_model.model.x.lora_A.weight": torch.zeros(8, 4)}, str(folder / "adapter_model.safetensors"))
+    return folder
+
+
+def _one_line_error(exc_info) -> str:
+    message = str(exc_info.value)
+    assert "\n" not in message and "fix:" in message
+    return message
+
+
+def test_missing_adapter_folder(tmp_path):
+    with pytest.raises(AdapterLoadError) as err:
+        saving.check_adapter_dir(tmp_path / "nope")
+    assert "does not exist" in _one_line_error(err)
+    with pytest.raises(AdapterLoadError, match="does not exist"):
+        saving.load_adapter(torch.nn.Linear(2, 2), tmp_path / "nope")  # refused before any model work
+
+
+def test_folder_without_adapter_config(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(AdapterLoadError) as err:
+        saving.check_adapter_dir(tmp_path)
+    assert "no adapter_config.json" in _one_line_error(err)
+
+
+def test_unreadable_adapter_config(tmp_path):
+    folder = _fake_adapter(tmp_path / "a")
+    (folder / "adapter_config.json").write_text("{not json")
+    with pytest.raises(AdapterLoadError) as err:
+        saving.check_adapter_dir(folder)
+    assert "not a valid PEFT adapter config" in _one_line_error(err)
+
+
+def test_missing_weights_and_pickle_only_weights(tmp_path):
+    folder = _fake_adapter(tmp_path / "a")
+    (folder / "adapter_model.safetensors").unlink()
+    with pytest.raises(AdapterLoadError) as err:
+        saving.check_adapter_dir(folder)
+    assert "no adapter_model.safetensors" in _one_line_error(err)
+    (folder / "adapter_model.bin").write_bytes(b"pickle")
+    with pytest.raises(AdapterLoadError) as err:
+        saving.check_adapter_dir(folder)
+    assert "pickle" in _one_line_error(err)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_adapter_weights(tmp_path, damage):
+    folder = _fake_adapter(tmp_path / "a", {"w": torch.ones(64, 64)})
+    weights = folder / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00garbage" * 10, "empty": b""}[damage])
+    with pytest.raises(AdapterLoadError) as err:
+        saving.check_adapter_dir(folder)
+    assert "corrupt or truncated" in _one_line_error(err)
+
+
+def test_valid_fake_adapter_passes(tmp_path):
+    assert saving.check_adapter_dir(_fake_adapter(tmp_path / "a"))["peft_type"] == "LORA"
+
+
+# ---------------------------------------------------------------------------------------------
+# Small decisions, no model
+# ---------------------------------------------------------------------------------------------
+
+
+def test_merged_dtype_decision():
+    fp32 = torch.nn.Linear(2, 2)
+    assert saving.merged_dtype(fp32) is torch.bfloat16  # CPU model: saved in bf16
+    assert saving.merged_dtype(fp32.to(torch.float16)) is torch.float16  # a 16-bit model keeps its dtype
+    assert saving.merged_dtype(torch.nn.Linear(2, 2), "float16") is torch.float16
+    with pytest.raises(ValueError, match="fix:"):
+        saving.merged_dtype(fp32, "int8")
+
+
+def test_unsloth_arguments():
+    assert saving.unsloth_merged_kwargs("tok") == {"tokenizer": "tok", "save_method": "merged_16bit",
+                                                   "safe_serialization": True}
+    assert saving.unsloth_gguf_kwargs("tok", ["q8_0", "Q4_K_M"]) == {"tokenizer": "tok",
+                                                                   "quantization_method": ["q8_0", "q4_k_m"]}
+    with pytest.raises(ValueError, match="unknown GGUF quantization"):
+        saving.unsloth_gguf_kwargs("tok", "q9_9")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU message")
+def test_gguf_has_a_clear_message_without_gpu(tmp_path):
+    reason = saving.gguf_unavailable_reason()
+    assert "CUDA GPU" in reason and "llama.cpp" in reason and "fix:" in reason
+    with pytest.raises(ExportUnavailable, match="CUDA GPU"):
+        saving.export_gguf(torch.nn.Linear(2, 2), None, tmp_path / "gguf")
+    assert not (tmp_path / "gguf").exists()
+
+
+def test_save_lora_refuses_a_plain_model(tmp_path):
+    with pytest.raises(TypeError, match="PeftModel"):
+        saving.save_lora(torch.nn.Linear(2, 2), None, tmp_path / "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# The real model (slow): save, merge, reload
+# ---------------------------------------------------------------------------------------------
+
+PROMPTS = ["What is 12 + 7?", "Name a colour."]
+
+
+def perturb_lora(model, scale: float = 0.05, seed: int = 1) -> None:
+    """Give the LoRA B matrices (zero at init) random values: a non-trivial adapter without training."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * scale)
+
+
+@pytest.fixture(scope="module")
+def adapter_model():
+    from helpers.loading import load_model
+    from helpers.lora import add_lora
+
+    model, tokenizer = load_model(profile="ci")
+    peft_model, _ = add_lora(model, rank=16, gradient_checkpointing=False)
+    perturb_lora(peft_model)
+    return peft_model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def saved(adapter_model, tmp_path_factory):
+    model, tokenizer = adapter_model
+    root = tmp_path_factory.mktemp("saved")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lora = saving.save_lora(model, tokenizer, root / "lora")
+    merged = saving.save_merged(model, tokenizer, root / "merged_16bit")
+    after = model.state_dict()
+    untouched = before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    return {"lora": lora, "merged": merged, "untouched": untouched}
+
+
+@pytest.mark.slow
+def test_saving_leaves_the_adapter_model_as_it_was(adapter_model, saved):
+    from peft import PeftModel
+
+    assert saved["untouched"]
+    assert isinstance(adapter_model[0], PeftModel)
+
+
+@pytest.mark.slow
+def test_saved_folders_hold_what_they_should(saved, adapter_model):
+    lora = sorted(p.name for p in saved["lora"].iterdir())
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json"} <= set(lora)
+    merged = {p.name for p in saved["merged"].iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= merged
+    assert not any(name.startswith("adapter") for name in merged)  # a plain model, no PEFT needed
+    assert json.loads((saved["merged"] / "config.json").read_text())["dtype"] == "bfloat16"
+    from safetensors import safe_open
+
+    with safe_open(str(saved["merged"] / "model.safetensors"), "pt") as fh:
+        assert all(fh.get_slice(k).get_dtype() == "BF16" for k in fh.keys())
+    template = adapter_model[1].chat_template
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(saved["merged"]).chat_template == template
+
+
+@pytest.mark.slow
+def test_lora_folder_reloads_onto_a_fresh_base(saved, adapter_model):
+    from helpers.loading import load_model
+
+    base, _ = load_model(profile="ci")
+    reloaded = saving.load_adapter(base, saved["lora"])
+    ours = {k: v for k, v in adapter_model[0].state_dict().items() if "lora_" in k}
+    theirs = reloaded.state_dict()
+    assert ours and all(torch.equal(v, theirs[k]) for k, v in ours.items())
+
+
+@pytest.mark.slow
+def test_merged_model_reproduces_the_adapter_and_differs_from_base(saved, adapter_model):
+    model, tokenizer = adapter_model
+    check = saving.reload_check(model, tokenizer, saved["merged"], PROMPTS, max_new_tokens=16)
+    assert check.ok, str(check)
+    assert check.saved_dtype == "bfloat16" and check.compared_in == "float32"
+    assert check.chat_template_kept
+    assert any(check.changed_by_training), "the perturbed adapter should change some greedy output"
+    for i, exact in enumerate(check.exact):  # identical, or parted at a near tie only
+        assert exact or check.divergence_margins[i] <= check.tie_tolerance
+    assert "reload check: OK" in str(check)
+
+
+@pytest.mark.slow
+def test_fp32_merge_is_exact_and_a_wrong_merge_is_caught(adapter_model, tmp_path):
+    model, tokenizer = adapter_model
+    folder = saving.save_merged(model, tokenizer, tmp_path / "merged32", dtype="float32")
+    check = saving.reload_check(model, tokenizer, folder, PROMPTS[:1], max_new_tokens=12, compare_base=False)
+    assert check.tie_tolerance == 0.0 and check.exact == [True], str(check)
+    # a "merged" folder that is really the base model: the check must fail, naming the cause
+    import shutil
+
+    from helpers.loading import embedded_model_path
+
+    shutil.copytree(embedded_model_path(), tmp_path / "not_merged")
+    tokenizer.save_pretrained(tmp_path / "not_merged")
+    bad = saving.reload_check(model, tokenizer, tmp_path / "not_merged", PROMPTS, max_new_tokens=16)
+    assert not bad.ok and any("merge lost the adapter" in p or "not near a tie" in p for p in bad.problems)
+
+
+@pytest.mark.slow
+def test_adapter_for_another_base_model_gets_a_clear_error(saved, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from helpers.loading import load_model
+
+    folder = tmp_path / "wrong"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text((saved["lora"] / "adapter_config.json").read_text())
+    tensors = load_file(str(saved["lora"] / "adapter_model.safetensors"))
+    save_file({k: torch.zeros(v.shape[0] + 3, v.shape[1]) for k, v in tensors.items()},
+              str(folder / "adapter_model.safetensors"))
+    base, _ = load_model(profile="ci")
+    with pytest.raises(AdapterLoadError) as err:
+        saving.load_adapter(base, folder)
+    assert "does not fit this model" in _one_line_error(err)
