@@ -1,0 +1,185 @@
+"""helpers.evaluation: metrics on hand-made completions (exact expected numbers), pass@k, the vLLM
+arguments, the results files, and (slow) base vs adapter on the real model."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import pytest
+
+from helpers import evaluation
+from helpers.evaluation import pass_at_k, score_completions
+
+# Eight hand-made completions and what each should score:        strict lenient format
+CASES = [
+    ("<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>7</answer>", "7", 10, False),          # 1 1 1
+    ("<reasoning>\nprice\ntimes 2\n</reasoning>\n<answer>$1,234.00</answer>", "1234", 12, False),  # 1 1 1 normalised
+    ("The answer is 12.", "12", 5, False),                                                 # 0 1 0 no tags
+    ("<reasoning>\n6 + 6 = 12\n</reasoning>\n<answer>12</answer> or 13", "12", 20, False),  # 1 0 0 text after
+    ("<answer>5</answer>", "4", 8, False),                                                 # 0 0 0 wrong, no reasoning
+    ("", "3", 0, False),                                                                   # 0 0 0 empty
+    ("<reasoning>\nstep 1\nstep 2\n</reasoning>\n<answer>3/4</answer>", "0.75", 15, False),  # 1 1 1 3/4 = 0.75
+    ("<reasoning>\nTom has 3 apples and buys 4, so 7", "7", 4, True),                     # 0 1 0 cut off
+]
+
+
+def test_metrics_on_hand_made_completions():
+    completions, answers, lengths, truncated = map(list, zip(*CASES, strict=True))
+    s = score_completions(completions, answers, lengths=lengths, truncated=truncated, name="hand")
+    assert (s.strict_correct, s.lenient_correct, s.formatted) == (4, 5, 3)
+    assert s.strict_accuracy == 0.5
+    assert s.lenient_accuracy == 0.625
+    assert s.format_compliance == 0.375
+    assert s.mean_completion_tokens == 74 / 8 == 9.25
+    assert s.truncated == 0.125
+    assert s.pass_at_k == {"pass@1": 0.5}
+    assert (s.problems, s.samples_per_problem, s.name) == (8, 1, "hand")
+    assert [(x["strict"], x["lenient"], x["formatted"]) for x in s.samples] == [(True, True, True)] * 2 + [(False, True, False)]
+
+
+def test_prefilled_prompts_score_the_same():
+    """A prompt that ends with the opening tag: the completion lacks it, and scoring puts it back."""
+    prefix = "<reasoning>\n"
+    opened = [(c, a) for c, a, *_ in CASES if c.startswith(prefix)]  # cases 1, 2, 4, 7, 8
+    completions, answers = [c for c, _ in opened], [a for _, a in opened]
+    plain = score_completions(completions, answers)
+    prefilled = score_completions([c[len(prefix):] for c in completions], answers, prefilled=True)
+    assert (prefilled.strict_correct, prefilled.lenient_correct, prefilled.formatted) == (4, 4, 3)
+    assert (plain.strict_correct, plain.lenient_correct, plain.formatted) == (4, 4, 3)
+    unrestored = score_completions([c[len(prefix):] for c in completions], answers)  # forgetting prefilled=True
+    assert unrestored.formatted == 0
+
+
+def test_chat_message_completions_are_read():
+    s = score_completions([[{"role": "assistant", "content": "<reasoning>\nx\n</reasoning>\n<answer>2</answer>"}]], ["2"])
+    assert (s.strict_accuracy, s.format_compliance) == (1.0, 1.0)
+
+
+def test_pass_at_k_unbiased_estimator():
+    assert pass_at_k(4, 1, 1) == 0.25
+    assert pass_at_k(4, 1, 2) == 0.5
+    assert pass_at_k(4, 2, 2) == 1 - 1 / 6
+    assert pass_at_k(4, 0, 4) == 0.0 and pass_at_k(4, 4, 1) == 1.0 and pass_at_k(5, 3, 3) == 1.0
+    with pytest.raises(ValueError, match="fix:"):
+        pass_at_k(4, 1, 5)
+
+
+def test_pass_at_k_over_problems():
+    ok, bad = "<reasoning>\nr\n</reasoning>\n<answer>7</answer>", "<answer>8</answer>"
+    s = score_completions([[ok, bad, bad, bad], [bad, bad, bad, bad], [ok, ok, bad, bad]], ["7", "7", "7"], ks=(1, 2, 4))
+    assert s.samples_per_problem == 4 and s.strict_correct == 3
+    assert s.strict_accuracy == 0.25  # 3 of 12 samples
+    assert s.pass_at_k["pass@1"] == pytest.approx((0.25 + 0 + 0.5) / 3)
+    assert s.pass_at_k["pass@2"] == pytest.approx((0.5 + 0 + 5 / 6) / 3)
+    assert s.pass_at_k["pass@4"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="same number"):
+        score_completions([[ok, bad], [ok]], ["7", "7"])
+
+
+def test_sampling_settings_are_checked():
+    with pytest.raises(ValueError, match="temperature"):
+        evaluation.vllm_sampling_kwargs(max_new_tokens=8, samples_per_problem=4)  # greedy x4 = 4 copies
+    with pytest.raises(ValueError, match="temperature"):
+        evaluation.vllm_sampling_kwargs(max_new_tokens=8, temperature=-1)
+
+
+def test_vllm_arguments():
+    assert evaluation.vllm_sampling_kwargs(max_new_tokens=64, temperature=0.8, samples_per_problem=4, seed=3) == {
+        "n": 4, "temperature": 0.8, "top_p": 1.0, "top_k": -1, "max_tokens": 64, "seed": 3}
+    assert evaluation.vllm_lora_kwargs("sft", "/r/sft/adapter", 1) == {
+        "lora_name": "sft", "lora_int_id": 1, "lora_path": "/r/sft/adapter"}
+    with pytest.raises(ValueError, match="start at 1"):
+        evaluation.vllm_lora_kwargs("sft", "/r", 0)
+    assert evaluation.uses_vllm(object()) is False
+
+
+def _table(name="synthetic", strict=(1, 3)):
+    scores = []
+    for model, correct in zip(("base", "grpo"), strict, strict=True):
+        completions = ["<reasoning>\nr\n</reasoning>\n<answer>1</answer>"] * correct + ["no"] * (4 - correct)
+        scores.append(score_completions(completions, ["1"] * 4, name=model, lengths=[5] * 4, truncated=[False] * 4))
+    return evaluation.EvalTable(name, f"{name} problems", {"problems": 4, "max_new_tokens": 16, "temperature": 0.0,
+                                                         "samples_per_problem": 1, "backend": "transformers"}, scores)
+
+
+def test_results_files(tmp_path):
+    paths = evaluation.write_results(_table(), tmp_path / "eval")
+    evaluation.write_results(_table("gsm8k", (0, 2)), tmp_path / "eval")
+    data = json.loads(paths["json"].read_text())["datasets"]
+    assert list(data) == ["synthetic", "gsm8k"]
+    assert [s["strict_accuracy"] for s in data["synthetic"]["scores"]] == [0.25, 0.75]
+    md = paths["markdown"].read_text()
+    assert "| grpo | 75.0% (3/4) | 75.0% (3/4) | 75.0% (3/4) | 5.0 | 0.0% |" in md
+    assert "### gsm8k" in md and "| base | 0.0% (0/4)" in md
+    assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["accuracy.png", "results.json", "results.md"]
+    evaluation.write_results(_table(strict=(2, 4)), tmp_path / "eval")  # a rerun replaces its own table only
+    data = json.loads(paths["json"].read_text())["datasets"]
+    assert [s["strict_accuracy"] for s in data["synthetic"]["scores"]] == [0.5, 1.0] and "gsm8k" in data
+
+
+def test_table_markdown_shows_counts():
+    md = _table().to_markdown()
+    assert "strict accuracy" in md and "| base | 25.0% (1/4)" in md
+
+
+def test_find_adapters(tmp_path):
+    from helpers.runs import RunLayout
+
+    layout = RunLayout(tmp_path)
+    assert evaluation.find_adapters(layout) == {}
+    layout.grpo_adapter.mkdir(parents=True)
+    assert evaluation.find_adapters(tmp_path) == {"grpo": layout.grpo_adapter}
+
+
+def test_held_out_sets_offline(gsm8k_dir):
+    sets = evaluation.held_out_sets(3, gsm8k_path=gsm8k_dir)
+    assert list(sets) == ["synthetic", "gsm8k"] and all(len(s) == 3 for s in sets.values())
+    assert sets["gsm8k"][0]["answer"] == "18"  # Janet's ducks
+    assert Fraction(sets["synthetic"][0]["answer"]) >= 0
+    assert evaluation.held_out_sets(2, gsm8k=False).keys() == {"synthetic"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The real model (slow)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_compare_models_base_vs_adapter(tmp_path):
+    import torch
+    from peft import PeftModel
+
+    from helpers.loading import load_model
+    from helpers.lora import add_lora
+    from helpers.runs import RunLayout
+    from helpers.saving import save_lora
+
+    model, tokenizer = load_model(profile="ci")
+    peft_model, _ = add_lora(model, rank=8, gradient_checkpointing=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    layout = RunLayout(tmp_path / "run")
+    save_lora(peft_model, tokenizer, layout.sft_adapter)
+    base = peft_model.unload()  # the plain base model again
+
+    table = evaluation.compare_models(layout.root, model=base, tokenizer=tokenizer, problems=2, max_new_tokens=8,
+                                      progress=False, profile="ci")
+    assert [s.name for s in table.scores] == ["base", "sft"]
+    for s in table.scores:
+        assert s.problems == 2
+        assert all(0 <= x <= 1 for x in (s.strict_accuracy, s.lenient_accuracy, s.format_compliance))
+        assert 0 < s.mean_completion_tokens <= 8 and len(s.samples) == 2
+    texts = [[x["completion"] for x in s.samples] for s in table.scores]
+    assert texts[0] != texts[1], "the adapter was not applied: base and sft wrote the same"
+    assert not isinstance(base, PeftModel) and not any("lora_" in n for n, _ in base.named_parameters())
+    files = sorted(p.name for p in layout.eval.iterdir())
+    assert files == ["accuracy.png", "results.json", "results.md"]
+
+    sampled = evaluation.generate_completions(base, tokenizer, ["Say hi.", "Count to 3."], max_new_tokens=4,
+                                              temperature=1.0, samples_per_problem=2, progress=False)
+    assert [len(t) for t in sampled.texts] == [2, 2] and all(0 < n <= 4 for row in sampled.lengths for n in row)
