@@ -1,0 +1,106 @@
+"""helpers.fast_rollout: the graphed sampler computes what transformers computes (checked eagerly on a CPU in
+float32: greedy decoding must give the same tokens), falls back where it does not apply, and samples."""
+
+import pytest
+import torch
+
+from helpers import fast_rollout
+
+
+def _model(kind, seed=0):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    dims = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if kind == "llama":
+        cfg = LlamaConfig(rope_theta=10000.0, tie_word_embeddings=True, **dims)
+    else:
+        cfg = Qwen2Config(rope_theta=1e6, tie_word_embeddings=True, use_sliding_window=False, **dims)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    model.eval()
+    lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                                          "up_proj", "down_proj"], task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    with torch.no_grad():  # B starts at zero: make the adapter matter
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    return model
+
+
+def _prompts():
+    ids = torch.tensor([[0, 0, 5, 6, 7, 8], [9, 10, 11, 12, 13, 14], [0, 0, 0, 20, 21, 22]])
+    return ids, (ids != 0).long()
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_greedy_matches_transformers(kind):
+    from transformers import GenerationConfig
+
+    model = _model(kind)
+    ids, mask = _prompts()
+    cfg = GenerationConfig(max_new_tokens=20, do_sample=False, pad_token_id=0, eos_token_id=[], bos_token_id=1)
+    with torch.no_grad():
+        ref = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+    sampler = fast_rollout.FastSampler(model, bucket=8, use_graphs=False)
+    out = sampler.generate(ids, mask, cfg)
+    assert out.shape == ref.shape
+    assert torch.equal(out, ref)
+    assert sampler.stats["eager_steps"] == 19
+
+
+def test_eos_rows_continue_with_pad_and_install_falls_back():
+    from transformers import GenerationConfig
+
+    model = _model("llama", seed=1)
+    ids, mask = _prompts()
+    cfg = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=[2], bos_token_id=1)
+    with torch.no_grad():
+        ref = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+        # the first greedy token of row 0 as "eos": that row must be padded from then on
+        first = int(ref[0, ids.shape[1]])
+        cfg_eos = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=[first],
+                                   bos_token_id=1)
+        ref_eos = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg_eos)
+    sampler = fast_rollout.install(model, use_graphs=False, bucket=8)
+    try:
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg_eos)
+        assert sampler.stats["rollouts"] == 1
+        assert (out[0, ids.shape[1] + 1:] == 0).all()
+        assert torch.equal(out[:, :ref_eos.shape[1]], ref_eos)
+        with pytest.warns(UserWarning, match="top_k"):
+            topk = GenerationConfig(max_new_tokens=4, do_sample=True, top_k=5, pad_token_id=0, eos_token_id=[2])
+            fallback = model.generate(input_ids=ids, attention_mask=mask, generation_config=topk)
+        assert fallback.shape[0] == 3 and sampler.stats["rollouts"] == 1
+        assert any("top_k" in why for why in sampler.fallbacks)
+    finally:
+        fast_rollout.uninstall(model)
+    assert "generate" not in model.__dict__
+
+
+def test_sampling_follows_the_softmax():
+    """Gumbel-max sampling at temperature T: token frequencies match softmax(logits / T)."""
+    from transformers import GenerationConfig
+
+    model = _model("qwen2", seed=2)
+    ids = torch.tensor([[5, 6, 7]] * 4000)
+    cfg = GenerationConfig(max_new_tokens=1, do_sample=True, temperature=0.7, top_k=0, top_p=1.0,
+                           pad_token_id=0, eos_token_id=[], bos_token_id=1)
+    torch.manual_seed(0)
+    out = fast_rollout.FastSampler(model, use_graphs=False).generate(ids, None, cfg)
+    with torch.no_grad():
+        logits = model(input_ids=ids[:1]).logits[0, -1]
+    probs = torch.softmax(logits / 0.7, -1)
+    freq = torch.bincount(out[:, -1], minlength=probs.numel()).float() / out.shape[0]
+    assert (freq - probs).abs().max() < 0.03
+    assert freq.argmax() == probs.argmax()
+
+
+def test_unsupported_architecture_is_refused():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
+    with pytest.raises(fast_rollout.Unsupported):
+        fast_rollout.FastSampler(model)._build()
