@@ -61,13 +61,16 @@ def main(argv=None):
 
     from helpers import fast_rollout
 
-    samplers = {"fast": fast_rollout.FastSampler(model), "fast_keep": fast_rollout.FastSampler(model, keep=True)}
+    samplers = {"fast": fast_rollout.FastSampler(model), "fast_keep": fast_rollout.FastSampler(model, keep=True),
+                "fast_torch": fast_rollout.FastSampler(model, kernels="torch")}
 
     def rollout(bsz, n, mode, profile=None, greedy=False, out_ids=None):
         batch = tok(texts[:bsz], return_tensors="pt", padding=True, add_special_tokens=False).to("cuda")
         cfg = GenerationConfig(**{**gen_cfg.to_dict(), "max_new_tokens": n, **({"do_sample": False} if greedy else {})})
         if mode.startswith("fast"):
             sampler = samplers[mode] if mode in samplers else fast_rollout.FastSampler(model, use_graphs=False)
+            if mode == "fast_eager_torch":
+                sampler = fast_rollout.FastSampler(model, use_graphs=False, kernels="torch")
             torch.cuda.synchronize()
             t = time.perf_counter()
             if profile is not None:
@@ -107,7 +110,7 @@ def main(argv=None):
                 if "lora_B" in name:
                     prm.normal_(0, 0.02)
         outs = []
-        for mode in ("fast", "fast_eager", "graphs"):
+        for mode in ("fast", "fast_eager", "fast_torch", "graphs"):
             rollout(16, a.check, mode, greedy=True, out_ids=outs)
         P = outs[0].shape[1] - a.check
 
@@ -117,14 +120,15 @@ def main(argv=None):
             return dict(equal=bool(torch.equal(x, y)), tokens_equal=round(same.float().mean().item(), 4),
                         mean_prefix_equal=round(first_diff.mean().item(), 1))
 
-        check = dict(tokens=a.check, graphed_vs_eager=agree(outs[0], outs[1]), fast_vs_unsloth=agree(outs[0], outs[2]),
+        check = dict(tokens=a.check, graphed_vs_eager=agree(outs[0], outs[1]), triton_vs_torch=agree(outs[0], outs[2]),
+                     fast_vs_unsloth=agree(outs[0], outs[3]),
                      fast_stats=dict(samplers["fast"].stats))
         print("CHECK", json.dumps(check), flush=True)
 
     rows = []
     for mode in a.modes:
         for bsz in a.batches:
-            if mode not in ("graphs", "fast", "fast_keep") and bsz != a.batches[0]:
+            if mode not in ("graphs", "fast", "fast_keep", "fast_torch") and bsz != a.batches[0]:
                 continue  # the reference modes at the first batch size only
             times = []
             for _ in range(a.repeat + 1):

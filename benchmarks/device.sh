@@ -47,6 +47,6 @@ while True:
     if i >= len(txt): break
     obj, i = dec.raw_decode(txt, i); print(json.dumps(obj))
 " > $OUT/results.jsonl
-tar czf $OUT/results.tgz -C $work res logs runs
+tar czf $OUT/results.tgz --exclude="checkpoint-*" --exclude="*.safetensors" --exclude="*.pt" --exclude="*.bin" -C $work res logs runs
 ls $work/res/*.json >/dev/null 2>&1 && python3 benchmarks/grpo_gpu.py table $work/res/*.json
 echo "total $(( $(date +%s) - t0 ))s"

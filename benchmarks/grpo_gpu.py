@@ -222,7 +222,7 @@ def _suite_config(args, profile, output_dir, gen_batch, dtype_name):
 
     settings = GRPOSettings.for_profile(
         profile, max_steps=args.steps, num_generations=args.G, per_device_train_batch_size=args.G,
-        max_completion_length=args.L, max_seq_length=args.L + 256, learning_rate=5e-6, beta=0.0, temperature=1.0,
+        max_completion_length=args.L, max_seq_length=args.max_seq or args.L + 256, learning_rate=5e-6, beta=0.0, temperature=1.0,
         save_steps=10**6, logging_steps=1, **_precision(dtype_name))
     kwargs = settings.trl_kwargs(output_dir)
     if gen_batch > 1:
@@ -254,7 +254,7 @@ def run(args):
         from helpers.loading import load_model
         from helpers.lora import add_lora
 
-        model, tok = load_model(path, profile=args.profile, max_seq_length=args.L + 256, dtype=dtype)
+        model, tok = load_model(path, profile=args.profile, max_seq_length=args.max_seq or args.L + 256, dtype=dtype)
         model, report = add_lora(model, RANK)
         print(report)
         if args.speed:
@@ -377,6 +377,7 @@ def main(argv=None):
     r.add_argument("--G", type=int, default=8, help="generations per prompt (= per-device batch)")
     r.add_argument("--L", type=int, default=256, help="completion tokens")
     r.add_argument("--steps", type=int, default=5)
+    r.add_argument("--max-seq", type=int, default=None, help="suite side: max_seq_length (default L + 256)")
     r.add_argument("--profile", default="gpu", help="suite side: the helpers profile (gpu, colab-t4)")
     r.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
     r.add_argument("--mem-cap-gib", type=float, default=None, help="cap GPU memory (set_per_process_memory_fraction)")

@@ -104,3 +104,21 @@ def test_unsupported_architecture_is_refused():
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=50))
     with pytest.raises(fast_rollout.Unsupported):
         fast_rollout.FastSampler(model)._build()
+
+
+def test_triton_decode_matches_torch_decode():
+    """The Triton decode kernels (run by Triton's CPU interpreter here, TRITON_INTERPRET=1) give the tokens the
+    torch decode step gives, for Llama (MHA-like) and Qwen2 (grouped-query, biases) shapes."""
+    import os
+
+    if fast_rollout.triton is None or os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
+        pytest.skip("needs Triton (on a CPU: installed, with TRITON_INTERPRET=1)")
+    from transformers import GenerationConfig
+
+    ids, mask = _prompts()
+    cfg = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=[], bos_token_id=1)
+    for kind in ("llama", "qwen2"):
+        model = _model(kind, seed=3)
+        ref = fast_rollout.FastSampler(model, bucket=8, use_graphs=False, kernels="torch").generate(ids, mask, cfg)
+        out = fast_rollout.FastSampler(model, bucket=8, use_graphs=False, kernels="triton").generate(ids, mask, cfg)
+        assert torch.equal(out, ref), kind
