@@ -503,7 +503,7 @@ def compare_models(run_dir=None, *, dataset=None, dataset_name: str = "synthetic
     sizes = profile_settings(profile)
     problems = problems or sizes.eval_problems
     max_new_tokens = max_new_tokens or sizes.eval_max_new_tokens
-    layout = RunLayout(run_dir)
+    layout = run_dir if isinstance(run_dir, RunLayout) else RunLayout(run_dir)
     adapters = find_adapters(layout) if adapters is None else {k: Path(v) for k, v in adapters.items()}
     for path in adapters.values():
         check_adapter_dir(path)

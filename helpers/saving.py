@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AdapterLoadError", "ExportUnavailable", "ReloadCheck", "adapter_weights_file", "atomic_folder",
-    "check_adapter_dir", "export_gguf", "gguf_unavailable_reason", "load_adapter", "merge_lora",
+    "check_adapter_dir", "demo_adapter", "export_gguf", "gguf_unavailable_reason", "load_adapter", "merge_lora",
     "merged_dtype", "reload_check", "save_lora", "save_merged", "unsloth_gguf_kwargs", "unsloth_merged_kwargs",
 ]
 
@@ -215,6 +215,23 @@ def load_adapter(base=None, adapter_dir: str | os.PathLike = None, *, adapter_na
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise AdapterLoadError(f"the adapter at {adapter_dir} does not fit this model ({first[:200]}); "
                                f"fix: load the base model it was trained on ({made_for}).") from None
+
+
+def demo_adapter(model, *, rank: int = 16, scale: float = 0.05, seed: int = 0):
+    """An *untrained* LoRA adapter with random ``B`` matrices (LoRA starts with ``B = 0``, i.e. no
+    change): a stand-in that changes the model's outputs, so saving, merging and the reload check
+    can be shown when no trained adapter exists. It is not a trained model; never evaluate it as one."""
+    import torch
+
+    from .lora import add_lora
+
+    peft_model, _ = add_lora(model, rank=rank, gradient_checkpointing=False, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    return peft_model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,29 +457,33 @@ class ReloadCheck:
         return "\n".join(lines)
 
 
-def _prompt_ids(tokenizer, prompt):
+def _prompt_text(tokenizer, prompt) -> str:
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def _greedy_ids(model, tokenizer, prompts, max_new_tokens: int) -> list[list[int]]:
-    """Greedy completions as token ids, one prompt at a time (no padding: nothing but the weights differs)."""
+    """Greedy completions as token ids (cut at the end-of-turn token), all prompts in one left-padded
+    batch: every model compared sees the same batch, so nothing but the weights differs."""
     import torch
 
-    out = []
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     was_training = model.training
     model.eval()
     try:
+        batch = tokenizer([_prompt_text(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(next(model.parameters()).device)
         with torch.no_grad():
-            for prompt in prompts:
-                batch = _prompt_ids(tokenizer, prompt).to(next(model.parameters()).device)
-                ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                                     temperature=None, pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id)
-                out.append(ids[0, batch["input_ids"].shape[1]:].tolist())
+            ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
+                                 temperature=None, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id)
     finally:
+        tokenizer.padding_side = side
         model.train(was_training)
+    out = []
+    for row in ids[:, batch["input_ids"].shape[1]:].tolist():
+        end = row.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in row else len(row)
+        out.append([t for t in row[:end] if t != tokenizer.pad_token_id])
     return out
 
 
@@ -470,18 +491,13 @@ def _margin_at(model, tokenizer, prompt, prefix: list[int]) -> float:
     """The gap between the two largest next-token logits of ``model`` after ``prompt`` + ``prefix``."""
     import torch
 
-    batch = _prompt_ids(tokenizer, prompt)
+    batch = tokenizer(_prompt_text(tokenizer, prompt), return_tensors="pt", add_special_tokens=False)
     ids = torch.cat([batch["input_ids"], torch.tensor([prefix], dtype=batch["input_ids"].dtype)], dim=1)
     device = next(model.parameters()).device
     with torch.no_grad():
         logits = model(input_ids=ids.to(device)).logits[0, -1].float()
     top = torch.topk(logits, 2).values
     return float(top[0] - top[1])
-
-
-def _strip_eos(ids: list[int], tokenizer) -> list[int]:
-    specials = {tokenizer.eos_token_id, tokenizer.pad_token_id}
-    return [i for i in ids if i not in specials]
 
 
 def _default_tolerance(saved_dtype) -> float:
@@ -513,12 +529,12 @@ def reload_check(adapter_model, tokenizer, merged_dir: str | os.PathLike, prompt
     merged.to(next(adapter_model.parameters()).device)
     prompts = list(prompts)
 
-    adapter_ids = [_strip_eos(x, tokenizer) for x in _greedy_ids(adapter_model, tokenizer, prompts, max_new_tokens)]
-    merged_ids = [_strip_eos(x, reloaded_tok) for x in _greedy_ids(merged, reloaded_tok, prompts, max_new_tokens)]
+    adapter_ids = _greedy_ids(adapter_model, tokenizer, prompts, max_new_tokens)
+    merged_ids = _greedy_ids(merged, reloaded_tok, prompts, max_new_tokens)
     base_ids = None
     if compare_base and hasattr(adapter_model, "disable_adapter"):
         with adapter_model.disable_adapter():
-            base_ids = [_strip_eos(x, tokenizer) for x in _greedy_ids(adapter_model, tokenizer, prompts, max_new_tokens)]
+            base_ids = _greedy_ids(adapter_model, tokenizer, prompts, max_new_tokens)
 
     exact, margins, problems = [], [], []
     for i, (a, m) in enumerate(zip(adapter_ids, merged_ids, strict=True)):
