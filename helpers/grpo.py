@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LOSS_TYPES", "SCALE_REWARDS", "GRPOResult", "GRPOSettings", "GuardedReward", "RewardFunctionError",
-    "check_dataset", "complete_checkpoints", "guard_rewards", "load_policy", "newest_checkpoint", "train_grpo",
+    "check_dataset", "complete_checkpoints", "group_advantages", "guard_rewards", "load_policy", "newest_checkpoint",
+    "read_curves", "train_grpo",
 ]
 
 LOSS_TYPES = {
@@ -159,6 +160,8 @@ class GRPOSettings:
         "help": "recompute activations in the backward pass to save memory; None: on a GPU only"})
     fp16: bool | None = field(default=None, metadata={"help": "None: on a GPU without bf16 (a T4)"})
     bf16: bool | None = field(default=None, metadata={"help": "None: where the GPU supports it"})
+    cpu_threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads while training (CPU only); None: the cores not already busy, 0: leave as is"})
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -319,6 +322,85 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def group_advantages(rewards, num_generations: int, scale_rewards: str = "group") -> list[float]:
+    """The advantages TRL 1.15 gives completions with these (weighted, summed) ``rewards``: reward
+    minus its group's mean, divided by the group's standard deviation (+1e-4) with ``"group"``, by the
+    whole batch's with ``"batch"``, not at all with ``"none"``. A group whose rewards are all equal
+    gets advantage 0: no gradient.
+
+    >>> group_advantages([1, 0, 0, 0,  1, 1, 1, 1], 4)  # the second group has no spread
+    [1.5, -0.5, -0.5, -0.5, 0.0, 0.0, 0.0, 0.0]
+    >>> group_advantages([3, 1], 2, "none")
+    [1.0, -1.0]
+    """
+    import statistics
+
+    rewards = [float(r) for r in rewards]
+    if num_generations < 2 or len(rewards) % num_generations:
+        raise ValueError(f"{len(rewards)} rewards do not split into groups of {num_generations}; fix: pass whole groups.")
+    out = []
+    batch_std = statistics.stdev(rewards) if len(rewards) > 1 else 0.0
+    for start in range(0, len(rewards), num_generations):
+        group = rewards[start:start + num_generations]
+        mean = statistics.fmean(group)
+        std = {"group": statistics.stdev(group), "batch": batch_std, "none": None}[scale_rewards]
+        out.extend(round((r - mean) / (std + 1e-4), 3) if std is not None else round(r - mean, 3) for r in group)
+    return [a + 0.0 for a in out]  # no -0.0
+
+
+def _trend(rows, key) -> tuple[float, float] | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    if not values:
+        return None
+    k = max(1, len(values) // 3)
+    return statistics_mean(values[:k]), statistics_mean(values[-k:])
+
+
+def statistics_mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def read_curves(history) -> str:
+    """A short reading of a GRPO run's curves (``helpers.dashboard.read_metrics`` rows): the reward,
+    format and accuracy from the first third of the steps to the last, the share of groups without
+    reward spread, completion length and clipping, and what to change when something looks wrong."""
+    rows = [r for r in history if r.get("reward") is not None]
+    if not rows:
+        return "No GRPO step was logged yet."
+    lines = [f"{len(rows)} logged steps."]
+    for key, label in (("reward", "reward (weighted sum)"), ("rewards/format_compliance/mean", "format compliance"),
+                       ("rewards/accuracy/mean", "strict accuracy"), ("rewards/lenient_accuracy/mean",
+                                                                     "lenient accuracy")):
+        trend = _trend(rows, key)
+        if trend:
+            first, last = trend
+            word = "rose" if last > first + 1e-6 else "fell" if last < first - 1e-6 else "stayed flat"
+            lines.append(f"- {label} {word}: {first:.3g} in the first third of the steps, {last:.3g} in the last.")
+    zero = [r["frac_reward_zero_std"] for r in rows if r.get("frac_reward_zero_std") is not None]
+    if zero:
+        share = statistics_mean(zero)
+        note = ("most groups scored all-equal, so most steps taught nothing: warm up with SFT (notebook 06), "
+                "sample more generations, or add a reward with partial credit" if share > 0.5 else
+                "most groups had a reward spread, so most steps carried a learning signal")
+        lines.append(f"- groups without reward spread: {share:.0%} on average; {note}.")
+    clipped = [r["completions/clipped_ratio"] for r in rows if r.get("completions/clipped_ratio") is not None]
+    length = _trend(rows, "completions/mean_length")
+    if length:
+        lines.append(f"- completion length: {length[0]:.0f} -> {length[1]:.0f} tokens"
+                     + (f", {statistics_mean(clipped):.0%} cut at max_completion_length" if clipped else "") + ".")
+        if clipped and statistics_mean(clipped) > 0.5:
+            lines.append("  Most completions were cut before they ended: they cannot reach the answer tag; "
+                         "raise max_completion_length if memory allows.")
+    kl = _trend(rows, "kl")
+    if kl:
+        lines.append(f"- KL to the starting model: {kl[0]:.3g} -> {kl[1]:.3g} (beta > 0).")
+    lines.append("- The loss is not a progress measure here: with beta=0 it is ~0 at every step by construction.")
+    if len(rows) < 20:
+        lines.append(f"With only {len(rows)} steps the curves show that the loop works, not a trend: expect noise. "
+                     "The cpu and GPU profiles run long enough to see the reward climb.")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------
 # Reward functions: named failures
 # ---------------------------------------------------------------------------------------------
@@ -408,8 +490,8 @@ _TRL_KWARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log
 
 
 def _needed_columns(func) -> set[str]:
-    """Dataset columns a reward function needs: its parameters without defaults, and ``answer`` when it
-    takes one or says so (``needs_answer``)."""
+    """Dataset columns a reward function needs: ``answer`` when it says so (``needs_answer``, as
+    ``helpers.rewards``' functions do), and its keyword parameters without a default."""
     target = getattr(func, "func", func)
     needed = {"answer"} if getattr(target, "needs_answer", False) else set()
     try:
@@ -419,7 +501,7 @@ def _needed_columns(func) -> set[str]:
     for p in params:
         if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) or p.name in _TRL_KWARGS:
             continue
-        if p.default is p.empty or p.name == "answer":
+        if p.default is p.empty:
             needed.add(p.name)
     return needed
 
@@ -593,7 +675,7 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     """
     from .cpu_compat import patch_trl_for_cpu
     from .runs import RunLayout
-    from .sft import save_adapter
+    from .sft import cpu_threads, save_adapter
 
     hw = detect()
     if hw.cuda and hw.unsloth:
@@ -643,7 +725,8 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
         trainer.remove_callback(PrinterCallback)  # the dashboard prints (or draws) each step already
 
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
+    with cpu_threads(settings.cpu_threads):
+        trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
     seconds = time.perf_counter() - start
 
     info = {"stage": "grpo", "base_model": getattr(getattr(model, "config", None), "name_or_path", None),
@@ -671,17 +754,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sft", action="store_true", help="start from the base model even if an SFT adapter exists")
     parser.add_argument("--gsm8k", action="store_true", help="GSM8K (local copy or hub) instead of synthetic problems")
     parser.add_argument("--problems", type=int, default=200, help="synthetic problems (default 200)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, help="torch CPU threads while training (default: the free cores)")
     for name in ("max_steps", "save_steps", "num_generations", "max_completion_length",
                  "per_device_train_batch_size", "seed"):
         parser.add_argument("--" + name.replace("_", "-"), type=int)
     for name in ("learning_rate", "temperature", "beta"):
         parser.add_argument("--" + name.replace("_", "-"), type=float)
     args = parser.parse_args(argv)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     from .data import load_problems, synthetic_dataset
     from .runtime import use_profile
 
@@ -689,6 +768,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: getattr(args, k) for k in ("max_steps", "save_steps", "num_generations", "max_completion_length",
                                                "per_device_train_batch_size", "seed", "learning_rate",
                                                "temperature", "beta") if getattr(args, k) is not None}
+    if args.threads is not None:
+        overrides["cpu_threads"] = args.threads
     model, tokenizer, start = load_policy(args.run_dir, profile=profile, from_sft=not args.no_sft)
     print(f"policy: {start}", flush=True)
     dataset = load_problems("train")[0] if args.gsm8k else synthetic_dataset(args.problems, seed=0)
