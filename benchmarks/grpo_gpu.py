@@ -225,6 +225,9 @@ def _suite_config(args, profile, output_dir, gen_batch, dtype_name):
         max_completion_length=args.L, max_seq_length=args.max_seq or args.L + 256, learning_rate=5e-6, beta=0.0, temperature=1.0,
         save_steps=10**6, logging_steps=1, **_precision(dtype_name))
     kwargs = settings.trl_kwargs(output_dir)
+    # Same work as the plain-TRL side: Unsloth would turn on DAPO's mask_truncated_completions when it is left
+    # unset, and every random-weight completion is truncated, so every gradient would be zero.
+    kwargs["mask_truncated_completions"] = False
     if gen_batch > 1:
         kwargs["steps_per_generation"] = gen_batch
     return trl.GRPOConfig(**kwargs), "helpers.grpo.GRPOSettings.for_profile(...).trl_kwargs()"
@@ -247,18 +250,23 @@ def run(args):
     if args.side == "suite":
         sys.path.insert(0, str(ROOT))
         os.environ["GRPO_PROFILE"] = args.profile
-        if args.speed:
-            from helpers import gpu_speed
+        from helpers import gpu_speed
 
-            speed = gpu_speed.apply(args.speed)
+        # The options measured are exactly --speed ("none" or nothing: Unsloth as it comes); helpers.loading and
+        # helpers.lora read them through $GRPO_GPU_SPEED instead of their machine defaults.
+        chosen = [o for o in (args.speed or []) if o != "none"]
+        os.environ[gpu_speed.ENV] = ",".join(chosen) or "none"
+        speed = gpu_speed.apply(chosen)
         from helpers.loading import load_model
         from helpers.lora import add_lora
 
         model, tok = load_model(path, profile=args.profile, max_seq_length=args.max_seq or args.L + 256, dtype=dtype)
         model, report = add_lora(model, RANK)
         print(report)
-        if args.speed:
-            speed.update(gpu_speed.prepare_model(model, args.speed))
+        if chosen and not getattr(model, "_fast_sampler", None):
+            speed.update(gpu_speed.prepare_model(model, chosen))
+        elif getattr(model, "_fast_sampler", None):
+            speed["fast_rollout"] = "installed by helpers.lora.add_lora"
         config, config_source = _suite_config(args, args.profile, Path(tempfile.mkdtemp()), args.gen_batch, args.dtype)
         peft_config = None
     else:

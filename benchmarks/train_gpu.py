@@ -37,7 +37,9 @@ def main(argv=None):
     os.environ["GRPO_PROFILE"] = a.profile
     from helpers import gpu_speed
 
-    applied = gpu_speed.apply(a.speed)
+    if a.speed:  # else: the suite's defaults for this machine (helpers.gpu_speed.defaults)
+        os.environ[gpu_speed.ENV] = ",".join(o for o in a.speed if o != "none") or "none"
+    applied = {"options": ",".join(gpu_speed.defaults()) if not a.speed else os.environ[gpu_speed.ENV]}
     import torch
     from grpo_gpu import MODELS
     from helpers.data import synthetic_dataset
@@ -55,7 +57,6 @@ def main(argv=None):
     model, tok = load_model(str(MODELS / a.shape) if not os.path.isdir(a.shape) else a.shape, profile=a.profile)
     model, report = add_lora(model, 64)
     print(report, flush=True)
-    applied.update(gpu_speed.prepare_model(model, a.speed))
     dataset = synthetic_dataset(max(200, a.steps * 4), seed=0)
     cuda = torch.cuda.is_available()
     if cuda:

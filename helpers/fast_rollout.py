@@ -209,6 +209,37 @@ def _rope(x, cos, sin_signed):
     return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
 
 
+class _Fused:
+    """Projections that read the same input (q/k/v; gate/up): their LoRA A matrices stacked, so one matrix product
+    gives every ``x A^T`` (one launch instead of three or two); the base products and the B updates stay apart."""
+
+    def __init__(self, projs, dtype):
+        self.projs = projs
+        self.buf = None
+        shapes = {tuple(p.lora[0][0].shape) for p in projs if len(p.lora) == 1}
+        if all(len(p.lora) == 1 for p in projs) and len(shapes) == 1:
+            r, n_in = shapes.pop()
+            self.r = r
+            self.buf = torch.empty((r * len(projs), n_in), dtype=dtype, device=projs[0].W.device)
+
+    def refresh(self):
+        if self.buf is not None:
+            for i, p in enumerate(self.projs):
+                self.buf[i * self.r:(i + 1) * self.r].copy_(p.lora[0][0].detach())
+
+    def __call__(self, x2):
+        if self.buf is None:
+            return [p(x2) for p in self.projs]
+        xa = F.linear(x2, self.buf)
+        outs = []
+        for i, p in enumerate(self.projs):
+            y = F.linear(x2, p.W, p.b)
+            _, B, scale, cast = p.lora[0]
+            y.addmm_(xa[:, i * self.r:(i + 1) * self.r], (cast[1] if cast is not None else B).t(), alpha=scale)
+            outs.append(y)
+        return outs
+
+
 class _Layer:
     def __init__(self, layer, dtype):
         attn, mlp = layer.self_attn, layer.mlp
@@ -216,9 +247,17 @@ class _Layer:
         self.gate, self.up, self.down = (_Proj(getattr(mlp, n), dtype) for n in ("gate_proj", "up_proj", "down_proj"))
         self.norm1, self.eps1 = layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon
         self.norm2, self.eps2 = layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon
+        self.qkv = _Fused((self.q, self.k, self.v), dtype)
+        self.gate_up = _Fused((self.gate, self.up), dtype)
 
     def projs(self):
         return (self.q, self.k, self.v, self.o, self.gate, self.up, self.down)
+
+    def refresh(self):
+        for proj in self.projs():
+            proj.refresh()
+        self.qkv.refresh()
+        self.gate_up.refresh()
 
 
 class FastSampler:
@@ -432,7 +471,7 @@ class FastSampler:
         for i, layer in enumerate(spec["layers"]):
             _add_rms_kernel[(b,)](x, pending if pending is not None else x, layer.norm1, h, hidden, layer.eps1,
                                   HAS_D=pending is not None, BLOCK=block)
-            q, k, v = layer.q(h), layer.k(h), layer.v(h)
+            q, k, v = layer.qkv(h)
             qr = torch.empty_like(q)
             K, V = st["K"][i], st["V"][i]
             _rope_cache_kernel[(b, H + KV)](q, k, v, qr, K, V, st["pos"], col, spec["inv_freq"], H, KV,
@@ -442,7 +481,7 @@ class FastSampler:
                                         GROUPS=H // KV, D=d, BLOCK_N=64)
             o = layer.o(a)
             _add_rms_kernel[(b,)](x, o, layer.norm2, h, hidden, layer.eps2, HAS_D=True, BLOCK=block)
-            g, u = layer.gate(h), layer.up(h)
+            g, u = layer.gate_up(h)
             m = torch.empty_like(g)
             n = m.numel()
             _silu_mul_kernel[(triton.cdiv(n, 1024),)](g, u, m, n, BLOCK=1024)
@@ -496,8 +535,7 @@ class FastSampler:
         capacity = -(-(P + max_new) // self.bucket) * self.bucket
         with torch.autocast(device.type, enabled=False):
             for layer in spec["layers"]:
-                for proj in layer.projs():
-                    proj.refresh()
+                layer.refresh()
             st = self._alloc(b, capacity, device)
             st["temperature"] = temperature
             st["pad"].fill_(pad)
@@ -586,7 +624,10 @@ def install(model, **options) -> FastSampler:
         except Unsupported as why:
             if str(why) not in sampler.fallbacks:
                 sampler.fallbacks.append(str(why))
-                warnings.warn(f"fast rollout not used ({why}); generating with model.generate", stacklevel=2)
+                if call.get("generation_config") is not None or "generation_config" in kwargs:
+                    # a trainer's rollout (TRL passes a GenerationConfig): say once why it is not the fast one;
+                    # keyword-style calls (evaluation helpers) fall back quietly
+                    warnings.warn(f"fast rollout not used ({why}); generating with model.generate", stacklevel=2)
             return original(*args, **kwargs)
 
     generate._fast_sampler_original = original

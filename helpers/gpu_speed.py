@@ -36,8 +36,27 @@ ENV_OPTIONS = {
 PATCH_OPTIONS = ("qwen2_graphs",)
 MODEL_OPTIONS = ("fast_rollout", "fast_rollout_keep")
 OPTIONS = tuple(ENV_OPTIONS) + PATCH_OPTIONS + MODEL_OPTIONS
-# What the suite turns on by default on a CUDA GPU with unsloth (measured: benchmarks/README.md).
+# What the suite turns on by default on a CUDA GPU with unsloth and no vLLM (measured: benchmarks/README.md):
+# the graphed sampler, and no Unsloth compile (without vLLM the rollout is ~90% of a step, the compiled training
+# part ~10%, and compiling made the first step 2-4x longer). With vLLM: nothing (vLLM samples).
+HF_GENERATION_DEFAULT = ("fast_rollout", "no_compile")
 DEFAULT: tuple[str, ...] = ()
+ENV = "GRPO_GPU_SPEED"  # a comma-separated list of options, or "none": overrides defaults()
+
+
+def defaults(hw=None) -> tuple[str, ...]:
+    """The options for this machine: ``$GRPO_GPU_SPEED`` when set ("none": no option), else
+    ``HF_GENERATION_DEFAULT`` on a CUDA GPU with unsloth and without vLLM, else none."""
+    forced = os.environ.get(ENV, "").strip()
+    if forced:
+        return () if forced.lower() == "none" else tuple(_check(o.strip() for o in forced.split(",") if o.strip()))
+    if hw is None:
+        from .runtime import detect
+
+        hw = detect()
+    if hw.cuda and hw.unsloth and not hw.vllm:
+        return HF_GENERATION_DEFAULT
+    return ()
 
 
 def _check(options) -> list[str]:

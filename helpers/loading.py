@@ -246,6 +246,9 @@ def load_model(
     _check_memory(config, dtype, hw.cuda, path)
 
     if hw.cuda and hw.unsloth:
+        from .gpu_speed import apply, defaults
+
+        apply(defaults(hw))  # environment options Unsloth reads at import (helpers.gpu_speed, measured defaults)
         import unsloth  # noqa: F401  (must come before transformers' models are built)
         from unsloth import FastLanguageModel
 
