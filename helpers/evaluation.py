@@ -316,14 +316,16 @@ def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str |
                   fmt: ReasoningFormat = DEFAULT_FORMAT) -> dict:
     """The held-out sets to evaluate on, by name: ``"synthetic"`` (always: the test part of the
     offline problems, disjoint from training's) and ``"gsm8k"`` (its test split, the first
-    ``gsm8k_n`` problems, default ``n``) when a local copy (``gsm8k_path``, ``$GRPO_GSM8K_DIR``, the
+    ``gsm8k_n`` problems, default ``n``; 4 under the ``ci`` profile) when a local copy (``gsm8k_path``, ``$GRPO_GSM8K_DIR``, the
     project's ``../shared/data/gsm8k``) or the hub is there. ``n`` defaults to the profile's
     ``eval_problems``."""
     from .data import DataUnavailableError, default_gsm8k_dir, load_gsm8k, synthetic_dataset
     from .loading import hub_reachable
     from .profiles import settings
 
-    n = n or settings(profile).eval_problems
+    sizes = settings(profile)
+    n = n or sizes.eval_problems
+    gsm8k_n = gsm8k_n or (min(n, 4) if sizes.profile == "ci" else n)
     sets = {"synthetic": synthetic_dataset(n, split="test", seed=seed, fmt=fmt)}
     if gsm8k:
         path = gsm8k_path or default_gsm8k_dir()
@@ -331,7 +333,7 @@ def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str |
             log.warning("GSM8K: no local copy and the hub is not reachable; evaluating on synthetic problems only")
         else:
             try:
-                sets["gsm8k"] = load_gsm8k("test", path, fmt=fmt, limit=gsm8k_n or n)
+                sets["gsm8k"] = load_gsm8k("test", path, fmt=fmt, limit=gsm8k_n)
             except DataUnavailableError as exc:
                 log.warning("GSM8K skipped: %s", exc)
     return sets
@@ -484,7 +486,7 @@ def compare_models(run_dir=None, *, dataset=None, dataset_name: str = "synthetic
                    problems: int | None = None, max_new_tokens: int | None = None, temperature: float = 0.0,
                    samples_per_problem: int = 1, ks=None, batch_size: int = 8, seed: int = 0,
                    fmt: ReasoningFormat = DEFAULT_FORMAT, prefilled: bool = PREFILL, progress: bool = True,
-                   write: bool = True, profile: str | None = None) -> EvalTable:
+                   write: bool = True, profile: str | None = None, threads: int | None = None) -> EvalTable:
     """Evaluate the base model and each adapter on the same held-out problems; return the table.
 
     ``adapters`` (name -> folder) defaults to :func:`find_adapters` of the run folder (SFT and
@@ -494,11 +496,13 @@ def compare_models(run_dir=None, *, dataset=None, dataset_name: str = "synthetic
     :func:`helpers.loading.load_model`) or a vLLM engine. With transformers the adapters are
     loaded onto that one model and switched (``set_adapter``; ``disable_adapter`` for the base), and
     the model is given back as it came. With ``write``, the table goes to the run folder's
-    ``eval/`` (:func:`write_results`).
+    ``eval/`` (:func:`write_results`). ``threads``: torch CPU threads while generating (``None``: the
+    cores not already busy, :func:`helpers.sft.cpu_threads`; on a busy 2-core machine two OpenMP
+    threads run several times slower than one).
     """
     from .profiles import settings as profile_settings
     from .runs import RunLayout
-    from .saving import check_adapter_dir, load_adapter
+    from .saving import check_adapter_dir
 
     sizes = profile_settings(profile)
     problems = problems or sizes.eval_problems
@@ -533,6 +537,27 @@ def compare_models(run_dir=None, *, dataset=None, dataset_name: str = "synthetic
                                    prefilled=prefilled)
         result.seconds = round(generation.seconds, 2)
         return result
+
+    from .sft import cpu_threads
+
+    with cpu_threads(threads):
+        scores, backend = _evaluate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs, score)
+    table = EvalTable(
+        dataset=dataset_name,
+        description=(getattr(getattr(dataset, "info", None), "description", "") or dataset_name),
+        settings={"problems": len(dataset), "max_new_tokens": max_new_tokens, "temperature": temperature,
+                  "samples_per_problem": samples_per_problem, "backend": backend, "prefilled": prefilled,
+                  "seed": seed, "profile": sizes.profile},
+        scores=scores,
+    )
+    if write:
+        write_results(table, layout.eval)
+    return table
+
+
+def _evaluate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs, score):
+    """Generate and score for the base model and each adapter; the model is given back as it came."""
+    from .saving import load_adapter
 
     scores: list[ModelScores] = []
     backend = "vllm" if uses_vllm(model) else "transformers"
@@ -572,14 +597,4 @@ def compare_models(run_dir=None, *, dataset=None, dataset_name: str = "synthetic
                     peft_model.set_adapter(previous)
             elif isinstance(peft_model, PeftModel):
                 peft_model.unload()
-    table = EvalTable(
-        dataset=dataset_name,
-        description=(getattr(getattr(dataset, "info", None), "description", "") or dataset_name),
-        settings={"problems": len(dataset), "max_new_tokens": max_new_tokens, "temperature": temperature,
-                  "samples_per_problem": samples_per_problem, "backend": backend, "prefilled": prefilled,
-                  "seed": seed, "profile": sizes.profile},
-        scores=scores,
-    )
-    if write:
-        write_results(table, layout.eval)
-    return table
+    return scores, backend

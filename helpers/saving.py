@@ -507,14 +507,23 @@ def _default_tolerance(saved_dtype) -> float:
 
 
 def reload_check(adapter_model, tokenizer, merged_dir: str | os.PathLike, prompts=DEFAULT_CHECK_PROMPTS, *,
-                 max_new_tokens: int = 24, compare_base: bool = True, tie_tolerance: float | None = None) -> ReloadCheck:
+                 max_new_tokens: int = 24, compare_base: bool = True, tie_tolerance: float | None = None,
+                 threads: int | None = None) -> ReloadCheck:
     """Load ``merged_dir`` with plain transformers and check it behaves like ``adapter_model``.
 
     Greedy outputs on ``prompts`` are compared (see the module docstring for how a 16-bit rounding
     near tie is told apart from a real difference). With ``compare_base`` the adapter-on model is
     also run with its adapter disabled: wherever that changes the output, the merged model must
-    differ from the base too, i.e. what training changed survived the merge.
+    differ from the base too, i.e. what training changed survived the merge. ``threads``: torch CPU
+    threads meanwhile (``None``: the free cores, :func:`helpers.sft.cpu_threads`).
     """
+    from .sft import cpu_threads
+
+    with cpu_threads(threads):
+        return _reload_check(adapter_model, tokenizer, merged_dir, prompts, max_new_tokens, compare_base, tie_tolerance)
+
+
+def _reload_check(adapter_model, tokenizer, merged_dir, prompts, max_new_tokens, compare_base, tie_tolerance):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     merged_dir = Path(merged_dir)
