@@ -8,8 +8,11 @@ ratio. The group mean is the baseline, so no value model is trained (PPO's criti
 policy, is gone). It follows that **the reward must vary within a group**: a group whose
 completions all score the same has advantage 0 and teaches nothing (TRL logs the share of such
 groups as ``frac_reward_zero_std``). With ``beta=0`` (the default) there is no KL term and no
-reference model, and the logged loss is about 0 at every step (the advantages average to zero over
-a group): watch the rewards, never the loss.
+reference model. The logged loss is not a progress measure: on-policy (one update per batch) the
+probability ratio is 1, so the loss is minus the advantages averaged over tokens, which is 0 when
+every completion counts equally (``loss_type="grpo"``) and, with the default ``"dapo"`` (averaged
+over all tokens), just reflects whether the longer completions had negative or positive advantages.
+Watch the rewards, never the loss.
 
 **Settings** (:class:`GRPOSettings`): one dataclass whose fields carry their explanation
 (``metadata["help"]``) and whose ``__post_init__`` refuses invalid combinations with a message
@@ -132,7 +135,7 @@ class GRPOSettings:
                 "no reward spread and so no gradient"})
     beta: float = field(default=0.0, metadata={
         "help": "KL penalty towards the starting model. 0 (TRL's and Unsloth's default): no reference model, "
-                "less memory, and the loss logged is ~0; 0.001-0.04 keeps the policy closer to where it started"})
+                "less memory; 0.001-0.04 keeps the policy closer to where it started"})
     loss_type: str = field(default="dapo", metadata={"help": "how token losses are aggregated: " + "; ".join(
         f"{k!r}: {v}" for k, v in LOSS_TYPES.items())})
     scale_rewards: str | bool = field(default="group", metadata={"help": "advantage normalisation: " + "; ".join(
@@ -394,7 +397,8 @@ def read_curves(history) -> str:
     kl = _trend(rows, "kl")
     if kl:
         lines.append(f"- KL to the starting model: {kl[0]:.3g} -> {kl[1]:.3g} (beta > 0).")
-    lines.append("- The loss is not a progress measure here: with beta=0 it is ~0 at every step by construction.")
+    lines.append("- The loss is not a progress measure: with beta=0 it is minus the token-averaged advantages (about 0, "
+                 "or tilted by which completions were longer), whatever the model learns.")
     if len(rows) < 20:
         lines.append(f"With only {len(rows)} steps the curves show that the loop works, not a trend: expect noise. "
                      "The cpu and GPU profiles run long enough to see the reward climb.")

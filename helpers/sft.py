@@ -56,7 +56,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "cpu": dict(learning_rate=2e-4, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                 compliance_prompts=16, compliance_max_new_tokens=96),
     "ci": dict(learning_rate=1e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1, warmup_ratio=0.0,
-               compliance_prompts=4, compliance_max_new_tokens=64),
+               compliance_prompts=4, compliance_max_new_tokens=48),
 }
 
 
@@ -362,8 +362,8 @@ class SFTResult:
     trainer: Any = field(default=None, repr=False)
 
     def summary(self) -> dict:
-        out = asdict(self)
-        out.pop("trainer")
+        """The result as JSON-ready values (the trainer left out)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "trainer"}
         out["adapter"] = str(self.adapter)
         return out
 

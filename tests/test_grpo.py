@@ -237,7 +237,7 @@ def metric_steps(path: Path) -> list[int]:
 @pytest.mark.slow
 def test_grpo_training_changes_what_it_must(tmp_path_factory):
     """From the SFT warm-up: rewards finite, some group with reward spread, LoRA weights moved,
-    checkpoint, metrics and adapter written. (Never the loss: with beta=0 it is ~0 by construction.)"""
+    checkpoint, metrics and adapter written. (Never the loss: with beta=0 it is the token-averaged advantage, ~0.)"""
     from test_sft import warm_sft_run
 
     from helpers.data import synthetic_dataset
