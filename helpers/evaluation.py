@@ -28,8 +28,9 @@ Two halves, kept apart so the scoring can be tested on hand-made completions:
   model is a vLLM engine (a ``vllm.LLM``, or an Unsloth model loaded with ``fast_inference=True``),
   adapters as ``LoRARequest``s; through transformers otherwise.
 
-:func:`compare_models` runs the base model and every adapter the run folder holds (SFT, GRPO) on
-one loaded base model (PEFT adapters switched on and off, no reloading), and writes
+:func:`evaluate_sets` (:func:`compare_models` for one set) runs the base model and every adapter
+the run folder holds (SFT, GRPO) on one loaded base model (PEFT adapters switched on and off, no
+reloading), all held-out sets in one pass per model, and writes
 ``eval/results.json``, ``eval/results.md`` and ``eval/accuracy.png`` (one section / panel per
 held-out set) atomically.
 """
@@ -52,7 +53,7 @@ from .runtime import importable
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "EvalTable", "Generation", "ModelScores", "compare_models", "find_adapters", "generate_completions",
+    "EvalTable", "Generation", "ModelScores", "compare_models", "evaluate_sets", "find_adapters", "generate_completions",
     "held_out_sets", "pass_at_k", "plot_results", "render_markdown", "score_completions", "uses_vllm",
     "vllm_lora_kwargs", "vllm_sampling_kwargs", "write_results",
 ]
@@ -481,21 +482,30 @@ def write_results(table: EvalTable, eval_dir: str | os.PathLike) -> dict[str, Pa
     return {"json": json_path, "markdown": md_path, "chart": png_path}
 
 
-def compare_models(run_dir=None, *, dataset=None, dataset_name: str = "synthetic", model=None, tokenizer=None,
-                   adapters: dict[str, str | os.PathLike] | None = None, include_base: bool = True,
-                   problems: int | None = None, max_new_tokens: int | None = None, temperature: float = 0.0,
-                   samples_per_problem: int = 1, ks=None, batch_size: int = 8, seed: int = 0,
-                   fmt: ReasoningFormat = DEFAULT_FORMAT, prefilled: bool = PREFILL, progress: bool = True,
-                   write: bool = True, profile: str | None = None, threads: int | None = None) -> EvalTable:
-    """Evaluate the base model and each adapter on the same held-out problems; return the table.
+def compare_models(run_dir=None, *, dataset=None, dataset_name: str = "synthetic", **kwargs) -> EvalTable:
+    """Evaluate the base model and each adapter on one held-out set (``dataset``, default: the
+    synthetic held-out problems) and return its table; the arguments are :func:`evaluate_sets`'."""
+    sets = {dataset_name: dataset} if dataset is not None else None
+    return evaluate_sets(sets, run_dir, **kwargs)[dataset_name]
 
-    ``adapters`` (name -> folder) defaults to :func:`find_adapters` of the run folder (SFT and
-    GRPO, whichever exist). ``dataset`` (rows with ``prompt`` messages and ``answer``) defaults to
-    the synthetic held-out set; ``problems`` and ``max_new_tokens`` default to the profile's
-    ``eval_problems`` / ``eval_max_new_tokens``. ``model`` is a plain base model (default:
+
+def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokenizer=None,
+                  adapters: dict[str, str | os.PathLike] | None = None, include_base: bool = True,
+                  problems: int | None = None, max_new_tokens: int | None = None, temperature: float = 0.0,
+                  samples_per_problem: int = 1, ks=None, batch_size: int = 16, seed: int = 0,
+                  fmt: ReasoningFormat = DEFAULT_FORMAT, prefilled: bool = PREFILL, progress: bool = True,
+                  write: bool = True, profile: str | None = None, threads: int | None = None) -> dict[str, EvalTable]:
+    """Evaluate the base model and each adapter on every held-out set; return ``{set name: EvalTable}``.
+
+    ``sets`` (name -> rows with ``prompt`` messages and ``answer``) defaults to the synthetic
+    held-out set; each is cut to ``problems`` rows. All sets' prompts go through each model in
+    one pass (fewer, fuller batches), then are scored per set. ``adapters`` (name -> folder)
+    defaults to :func:`find_adapters` of the run folder (SFT and GRPO, whichever exist).
+    ``problems`` and ``max_new_tokens`` default to the profile's ``eval_problems`` /
+    ``eval_max_new_tokens``. ``model`` is a plain base model (default:
     :func:`helpers.loading.load_model`) or a vLLM engine. With transformers the adapters are
     loaded onto that one model and switched (``set_adapter``; ``disable_adapter`` for the base), and
-    the model is given back as it came. With ``write``, the table goes to the run folder's
+    the model is given back as it came. With ``write``, each table goes to the run folder's
     ``eval/`` (:func:`write_results`). ``threads``: torch CPU threads while generating (``None``: the
     cores not already busy, :func:`helpers.sft.cpu_threads`; on a busy 2-core machine two OpenMP
     threads run several times slower than one).
@@ -511,90 +521,98 @@ def compare_models(run_dir=None, *, dataset=None, dataset_name: str = "synthetic
     adapters = find_adapters(layout) if adapters is None else {k: Path(v) for k, v in adapters.items()}
     for path in adapters.values():
         check_adapter_dir(path)
-    if dataset is None:
-        dataset = held_out_sets(problems, gsm8k=False, seed=seed, fmt=fmt)["synthetic"]
-    elif isinstance(dataset, list | tuple):
-        from datasets import Dataset
-
-        dataset = Dataset.from_list(list(dataset))
-    if len(dataset) > problems:
-        dataset = dataset.select(range(problems))
+    if sets is None:
+        sets = {"synthetic": held_out_sets(problems, gsm8k=False, seed=seed, fmt=fmt)["synthetic"]}
+    sets = {name: _as_dataset(ds, problems) for name, ds in sets.items()}
     if model is None:
         from .loading import load_model
 
         model, tokenizer = load_model(profile=profile)
     if tokenizer is None:
-        raise ValueError("compare_models needs the tokenizer with the model; fix: pass tokenizer=...")
+        raise ValueError("evaluate_sets needs the tokenizer with the model; fix: pass tokenizer=...")
 
-    prompts = [render_prompt(tokenizer, p, prefill=prefilled, fmt=fmt) for p in dataset["prompt"]]
-    answers, questions = list(dataset["answer"]), list(dataset["question"]) if "question" in dataset.column_names else None
+    prompts, spans = [], {}
+    for name, ds in sets.items():
+        spans[name] = (len(prompts), len(prompts) + len(ds))
+        prompts += [render_prompt(tokenizer, p, prefill=prefilled, fmt=fmt) for p in ds["prompt"]]
     gen_kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, samples_per_problem=samples_per_problem,
                       batch_size=batch_size, seed=seed, progress=progress)
-
-    def score(name, generation: Generation) -> ModelScores:
-        result = score_completions(generation.texts, answers, name=name, lengths=generation.lengths,
-                                   truncated=generation.truncated, questions=questions, ks=ks, fmt=fmt,
-                                   prefilled=prefilled)
-        result.seconds = round(generation.seconds, 2)
-        return result
-
     from .sft import cpu_threads
 
     with cpu_threads(threads):
-        scores, backend = _evaluate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs, score)
-    table = EvalTable(
-        dataset=dataset_name,
-        description=(getattr(getattr(dataset, "info", None), "description", "") or dataset_name),
-        settings={"problems": len(dataset), "max_new_tokens": max_new_tokens, "temperature": temperature,
-                  "samples_per_problem": samples_per_problem, "backend": backend, "prefilled": prefilled,
-                  "seed": seed, "profile": sizes.profile},
-        scores=scores,
-    )
-    if write:
-        write_results(table, layout.eval)
-    return table
+        generations, backend = _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs)
+    tables = {}
+    for name, ds in sets.items():
+        lo, hi = spans[name]
+        answers = list(ds["answer"])
+        questions = list(ds["question"]) if "question" in ds.column_names else None
+        scores = []
+        for model_name, generation in generations:
+            result = score_completions(generation.texts[lo:hi], answers, name=model_name,
+                                       lengths=generation.lengths[lo:hi], truncated=generation.truncated[lo:hi],
+                                       questions=questions, ks=ks, fmt=fmt, prefilled=prefilled)
+            result.seconds = round(generation.seconds * (hi - lo) / max(len(prompts), 1), 2)  # this set's share
+            scores.append(result)
+        tables[name] = EvalTable(
+            dataset=name,
+            description=(getattr(getattr(ds, "info", None), "description", "") or name),
+            settings={"problems": len(ds), "max_new_tokens": max_new_tokens, "temperature": temperature,
+                      "samples_per_problem": samples_per_problem, "backend": backend, "prefilled": prefilled,
+                      "seed": seed, "profile": sizes.profile},
+            scores=scores,
+        )
+        if write:
+            write_results(tables[name], layout.eval)
+    return tables
 
 
-def _evaluate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs, score):
-    """Generate and score for the base model and each adapter; the model is given back as it came."""
+def _as_dataset(dataset, problems: int):
+    if isinstance(dataset, list | tuple):
+        from datasets import Dataset
+
+        dataset = Dataset.from_list(list(dataset))
+    return dataset.select(range(problems)) if len(dataset) > problems else dataset
+
+
+def _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs) -> tuple[list, str]:
+    """``[(model name, Generation)]`` for the base model and each adapter; the model is given back as it came."""
     from .saving import load_adapter
 
-    scores: list[ModelScores] = []
+    out: list[tuple[str, Generation]] = []
     backend = "vllm" if uses_vllm(model) else "transformers"
     if backend == "vllm":
         if include_base:
-            scores.append(score("base", generate_completions(model, tokenizer, prompts, desc="base", **gen_kwargs)))
+            out.append(("base", generate_completions(model, tokenizer, prompts, desc="base", **gen_kwargs)))
         for i, (name, path) in enumerate(adapters.items(), start=1):
-            scores.append(score(name, generate_completions(model, tokenizer, prompts, lora=(name, str(path), i),
-                                                           desc=name, **gen_kwargs)))
-    else:
-        from peft import PeftModel
+            out.append((name, generate_completions(model, tokenizer, prompts, lora=(name, str(path), i), desc=name,
+                                                   **gen_kwargs)))
+        return out, backend
+    from peft import PeftModel
 
-        was_peft = isinstance(model, PeftModel)
-        previous = getattr(model, "active_adapter", None) if was_peft else None
-        added: list[str] = []
-        peft_model = model
-        try:
-            for name, path in adapters.items():
-                key = f"eval_{name}" if was_peft else name
-                peft_model = load_adapter(peft_model, path, adapter_name=key)
-                added.append(key)
-            if include_base:
-                if isinstance(peft_model, PeftModel):
-                    with peft_model.disable_adapter():
-                        generation = generate_completions(peft_model, tokenizer, prompts, desc="base", **gen_kwargs)
-                else:
-                    generation = generate_completions(peft_model, tokenizer, prompts, desc="base", **gen_kwargs)
-                scores.append(score("base", generation))
-            for name, key in zip(adapters, added, strict=True):
-                peft_model.set_adapter(key)
-                scores.append(score(name, generate_completions(peft_model, tokenizer, prompts, desc=name, **gen_kwargs)))
-        finally:  # give the model back as it came
-            if was_peft:
-                for key in added:
-                    peft_model.delete_adapter(key)
-                if previous is not None:
-                    peft_model.set_adapter(previous)
-            elif isinstance(peft_model, PeftModel):
-                peft_model.unload()
-    return scores, backend
+    was_peft = isinstance(model, PeftModel)
+    previous = getattr(model, "active_adapter", None) if was_peft else None
+    added: list[str] = []
+    peft_model = model
+    try:
+        for name, path in adapters.items():
+            key = f"eval_{name}" if was_peft else name
+            peft_model = load_adapter(peft_model, path, adapter_name=key)
+            added.append(key)
+        if include_base:
+            if isinstance(peft_model, PeftModel):
+                with peft_model.disable_adapter():
+                    out.append(("base", generate_completions(peft_model, tokenizer, prompts, desc="base", **gen_kwargs)))
+            else:
+                out.append(("base", generate_completions(peft_model, tokenizer, prompts, desc="base", **gen_kwargs)))
+        for name, key in zip(adapters, added, strict=True):
+            peft_model.set_adapter(key)
+            out.append((name, generate_completions(peft_model, tokenizer, prompts, desc=name, **gen_kwargs)))
+    finally:  # give the model back as it came
+        if was_peft:
+            for key in added:
+                peft_model.delete_adapter(key)
+            if previous is not None:
+                peft_model.set_adapter(previous)
+        elif isinstance(peft_model, PeftModel):
+            peft_model.unload()
+    return out, backend

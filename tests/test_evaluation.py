@@ -147,7 +147,7 @@ def test_held_out_sets_offline(gsm8k_dir):
 
 
 @pytest.mark.slow
-def test_compare_models_base_vs_adapter(tmp_path):
+def test_evaluate_sets_base_vs_adapter(tmp_path):
     import torch
     from peft import PeftModel
 
@@ -167,18 +167,26 @@ def test_compare_models_base_vs_adapter(tmp_path):
     save_lora(peft_model, tokenizer, layout.sft_adapter)
     base = peft_model.unload()  # the plain base model again
 
-    table = evaluation.compare_models(layout.root, model=base, tokenizer=tokenizer, problems=2, max_new_tokens=8,
+    from helpers.data import synthetic_dataset
+
+    sets = {"synthetic": synthetic_dataset(2, split="test"), "other": synthetic_dataset(1, split="test", seed=5)}
+    tables = evaluation.evaluate_sets(sets, layout.root, model=base, tokenizer=tokenizer, max_new_tokens=8,
                                       progress=False, profile="ci")
-    assert [s.name for s in table.scores] == ["base", "sft"]
+    assert list(tables) == ["synthetic", "other"]
+    table = tables["synthetic"]
+    assert [s.name for s in table.scores] == ["base", "sft"] and tables["other"].scores[0].problems == 1
     for s in table.scores:
         assert s.problems == 2
         assert all(0 <= x <= 1 for x in (s.strict_accuracy, s.lenient_accuracy, s.format_compliance))
         assert 0 < s.mean_completion_tokens <= 8 and len(s.samples) == 2
+    assert table.scores[0].samples[0]["question"] == sets["synthetic"][0]["question"]
+    assert tables["other"].scores[0].samples[0]["question"] == sets["other"][0]["question"]
     texts = [[x["completion"] for x in s.samples] for s in table.scores]
     assert texts[0] != texts[1], "the adapter was not applied: base and sft wrote the same"
     assert not isinstance(base, PeftModel) and not any("lora_" in n for n, _ in base.named_parameters())
     files = sorted(p.name for p in layout.eval.iterdir())
     assert files == ["accuracy.png", "results.json", "results.md"]
+    assert list(json.loads((layout.eval / "results.json").read_text())["datasets"]) == ["synthetic", "other"]
 
     sampled = evaluation.generate_completions(base, tokenizer, ["Say hi.", "Count to 3."], max_new_tokens=4,
                                               temperature=1.0, samples_per_problem=2, progress=False)
