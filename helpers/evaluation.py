@@ -257,8 +257,10 @@ def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samp
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     device = next(model.parameters()).device
     stop = {tokenizer.eos_token_id}
-    sampling = ({"do_sample": True, "temperature": float(temperature), "num_return_sequences": samples_per_problem}
-                if temperature > 0 else {"do_sample": False, "temperature": None})
+    # sampling draws from the whole tempered distribution (no top-k / top-p cut), as the vLLM path does
+    sampling = ({"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": 1.0,
+                 "num_return_sequences": samples_per_problem}
+                if temperature > 0 else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
     texts, lengths, truncated = [], [], []
     was_training = model.training
     model.eval()
@@ -269,7 +271,7 @@ def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samp
                 batch = tokenizer(prompts[begin:begin + batch_size], return_tensors="pt", padding=True,
                                   add_special_tokens=False).to(device)
                 ids = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id, top_p=None, top_k=None, **sampling)
+                                     eos_token_id=tokenizer.eos_token_id, **sampling)
                 new = ids[:, batch["input_ids"].shape[1]:].tolist()
                 for row in range(0, len(new), samples_per_problem):
                     group = new[row:row + samples_per_problem]
