@@ -44,8 +44,9 @@ __all__ = [
 ]
 
 # Per-profile defaults (the step count and sequence length come from helpers.profiles).
-#   learning_rate: 2e-4 is the usual LoRA SFT rate (Unsloth's notebooks); the tiny `ci` run takes
-#     1e-3 so that even its few steps visibly move the model.
+#   learning_rate: 2e-4 is the usual LoRA SFT rate (Unsloth's notebooks). The CPU profiles train the
+#     135M model for few steps: 5e-4 for 30 steps took it from 0% to 100% format compliance on
+#     held-out prompts (cpu), and 1e-3 for 4-6 steps to 25-100% (ci).
 #   compliance_*: how many held-out prompts are generated greedily before and after, and how long
 #     (a worked solution of the synthetic problems is 30-70 tokens; GSM8K's need 150-250).
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -53,7 +54,7 @@ _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
                      compliance_prompts=32, compliance_max_new_tokens=256),
     "gpu": dict(learning_rate=2e-4, per_device_train_batch_size=8, gradient_accumulation_steps=1,
                 compliance_prompts=64, compliance_max_new_tokens=256),
-    "cpu": dict(learning_rate=2e-4, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+    "cpu": dict(learning_rate=5e-4, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                 compliance_prompts=16, compliance_max_new_tokens=96),
     "ci": dict(learning_rate=1e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1, warmup_ratio=0.0,
                compliance_prompts=4, compliance_max_new_tokens=48),
