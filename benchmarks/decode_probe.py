@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -42,11 +41,12 @@ def main(argv=None):
     applied = gpu_speed.apply(a.speed)
     import torch
     from grpo_gpu import MODELS, prompts
-    from helpers.loading import load_model
-    from helpers.lora import add_lora
+    from transformers import GenerationConfig
     from unsloth import FastLanguageModel
     from unsloth.models import _decode_graphs
-    from transformers import GenerationConfig
+
+    from helpers.loading import load_model
+    from helpers.lora import add_lora
 
     model, tok = load_model(str(MODELS / a.shape), profile="gpu", max_seq_length=a.tokens + 256)
     model, _ = add_lora(model, 64)

@@ -124,7 +124,6 @@ class _Timer:
     """Per-step wall time (synchronised) and the rollout time inside each step."""
 
     def __init__(self):
-        import torch
         from transformers import TrainerCallback
 
         timer = self
@@ -149,7 +148,6 @@ class _Timer:
         self.tok_now = 0
 
     def wrap_generation(self, trainer, profile_path=None, profile_step=-1):
-        import torch
 
         inner = trainer._generate_single_turn
 

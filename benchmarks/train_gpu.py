@@ -42,6 +42,7 @@ def main(argv=None):
     applied = {"options": ",".join(gpu_speed.defaults()) if not a.speed else os.environ[gpu_speed.ENV]}
     import torch
     from grpo_gpu import MODELS
+
     from helpers.data import synthetic_dataset
     from helpers.grpo import train_grpo
     from helpers.loading import load_model
