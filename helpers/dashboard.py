@@ -69,13 +69,20 @@ def canonical_key(key: str) -> str:
 
 
 def canonical(logs: Mapping[str, Any]) -> dict[str, float | None]:
-    """The numeric values of ``logs`` under canonical names; NaN/inf and ``None`` become ``None``."""
+    """The numeric values of ``logs`` under canonical names; NaN/inf and ``None`` become ``None``.
+
+    >>> canonical({"completion_length": 0, "completions/mean_length": 41.5, "reward": float("nan")})
+    {'completions/mean_length': 41.5, 'reward': None}
+    """
     out: dict[str, float | None] = {}
     for key, value in logs.items():
+        name = canonical_key(key)
+        if name != key and name in logs:  # both generations logged (Unsloth adds old keys, e.g. a 0
+            continue  # `completion_length`): the current key wins
         if value is None:
-            out[canonical_key(key)] = None
+            out[name] = None
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[canonical_key(key)] = float(value) if math.isfinite(value) else None
+            out[name] = float(value) if math.isfinite(value) else None
     return out
 
 
