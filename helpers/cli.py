@@ -62,8 +62,10 @@ def run_suite(profile: str | None, out: str | None, first: int = 1, last: int = 
         start = time.perf_counter()
         print(f"[{i}/{len(chosen)}] {nb.name} ...", flush=True)
         try:
+            declared = pm.inspect_notebook(str(nb))  # pass only the parameters a notebook declares
+            parameters = {k: v for k, v in {"profile": profile, "run_dir": str(run_dir)}.items() if k in declared}
             pm.execute_notebook(
-                str(nb), str(executed_dir / nb.name), parameters={"profile": profile, "run_dir": str(run_dir)},
+                str(nb), str(executed_dir / nb.name), parameters=parameters,
                 cwd=str(source), kernel_name="python3", progress_bar=False, log_output=False,
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell and error
