@@ -356,10 +356,10 @@ def _trend(rows, key) -> tuple[float, float] | None:
     if not values:
         return None
     k = max(1, len(values) // 3)
-    return statistics_mean(values[:k]), statistics_mean(values[-k:])
+    return _mean(values[:k]), _mean(values[-k:])
 
 
-def statistics_mean(values) -> float:
+def _mean(values) -> float:
     return sum(values) / len(values)
 
 
@@ -381,7 +381,7 @@ def read_curves(history) -> str:
             lines.append(f"- {label} {word}: {first:.3g} in the first third of the steps, {last:.3g} in the last.")
     zero = [r["frac_reward_zero_std"] for r in rows if r.get("frac_reward_zero_std") is not None]
     if zero:
-        share = statistics_mean(zero)
+        share = _mean(zero)
         note = ("most groups scored all-equal, so most steps taught nothing: warm up with SFT (notebook 06), "
                 "sample more generations, or add a reward with partial credit" if share > 0.5 else
                 "most groups had a reward spread, so most steps carried a learning signal")
@@ -390,8 +390,8 @@ def read_curves(history) -> str:
     length = _trend(rows, "completions/mean_length")
     if length:
         lines.append(f"- completion length: {length[0]:.0f} -> {length[1]:.0f} tokens"
-                     + (f", {statistics_mean(clipped):.0%} cut at max_completion_length" if clipped else "") + ".")
-        if clipped and statistics_mean(clipped) > 0.5:
+                     + (f", {_mean(clipped):.0%} cut at max_completion_length" if clipped else "") + ".")
+        if clipped and _mean(clipped) > 0.5:
             lines.append("  Most completions were cut before they ended: they cannot reach the answer tag; "
                          "raise max_completion_length if memory allows.")
     kl = _trend(rows, "kl")
