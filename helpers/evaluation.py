@@ -478,7 +478,7 @@ def write_results(table: EvalTable, eval_dir: str | os.PathLike) -> dict[str, Pa
     results[table.dataset] = table.as_dict()
     payload = {"datasets": results}
     _atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8"))
-    md = "## Held-out accuracy: base vs SFT vs GRPO\n\n" + render_markdown(results)
+    md = render_markdown(results)  # helpers.report puts it under its own heading
     _atomic_write(md_path, lambda tmp: tmp.write_text(md, encoding="utf-8"))
     plot_results(results, png_path)
     return {"json": json_path, "markdown": md_path, "chart": png_path}
