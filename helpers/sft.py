@@ -26,8 +26,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -319,12 +317,12 @@ def format_compliance_rate(model, tokenizer, prompts, *, max_new_tokens: int = 1
 
 def save_adapter(model, tokenizer, dest: str | os.PathLike, *, info: dict | None = None) -> Path:
     """Save ``model``'s LoRA adapter (safetensors), the tokenizer and ``info`` (``training.json``) to
-    ``dest`` atomically: written to a temporary sibling folder, then renamed into place; an older
-    ``dest`` is replaced only once the new one is complete."""
+    ``dest`` atomically (``helpers.saving.atomic_folder``): an older ``dest`` is replaced only once the
+    new one is complete."""
+    from .saving import atomic_folder
+
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
-    try:
+    with atomic_folder(dest) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
@@ -332,16 +330,6 @@ def save_adapter(model, tokenizer, dest: str | os.PathLike, *, info: dict | None
             (staging / "training.json").write_text(json.dumps(info, indent=2, default=str))
         if not (staging / "adapter_model.safetensors").exists():
             raise RuntimeError(f"saving wrote no adapter_model.safetensors to {staging}; fix: pass a PEFT (LoRA) model.")
-        old = None
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}-old-{os.getpid()}")
-            os.replace(dest, old)
-        os.replace(staging, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return dest
 
 
