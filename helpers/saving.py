@@ -17,8 +17,12 @@ full disk never leaves a half-written folder under the final name (:func:`atomic
 **Dtype (decided).** ``dtype=None`` keeps a model that is already 16-bit in its own dtype (bf16 on
 most GPUs, fp16 on a T4, as loaded); a 32-bit model (the CPU profile) is saved in **bfloat16**: the
 dtype the suite's models are published in, the one vLLM's CPU backend runs, and with fp32's range, so
-no weight can overflow. ``dtype="float16"`` (or ``"float32"``) may be asked for. The merge itself is
-computed in the model's own precision and rounded once, at the end.
+no weight or activation can overflow when it is later run in 16 bits. ``dtype="float16"`` (or
+``"float32"``) may be asked for. The merge itself is computed in the model's own precision and
+rounded once, at the end. The price of bf16's range is precision (8 significant bits, fp16 has 11):
+on the GRPO adapter of a CPU run, the bf16 export parted from the adapter-on model on one of three
+greedy check prompts (a top-2 logit gap of 0.24), fp16 and fp32 exports reproduced all three exactly.
+Ask for fp16 on a CPU when bit-exact greedy reproduction matters more than range.
 
 **The caller's model is not touched (decided).** PEFT's ``merge_and_unload`` rewrites the layers it
 merges; :func:`merge_lora` merges a deep copy instead (one extra copy of the weights in memory: 0.5
@@ -29,8 +33,8 @@ Unsloth's merged save reads the weights without modifying them.
 PEFT) and compares its greedy outputs with the adapter-on model's. The merged model is loaded in
 the adapter model's compute dtype (bf16 -> fp32 is exact), so the only difference is the 16-bit
 rounding of the weights. That rounding can flip a greedy choice where the two best tokens are
-almost tied (measured on SmolLM2-135M: bf16 moves the gap between the two best logits by up to 0.23,
-fp16 by 0.011), after which the texts part ways. So a prompt passes if the outputs are identical,
+almost tied (measured on SmolLM2-135M: bf16 moves the gap between the two best logits by up to
+~0.25, fp16 by 0.011), after which the texts part ways. So a prompt passes if the outputs are identical,
 or if they first differ at a *near tie*: a token where the adapter-on model's two best logits were
 within ``tie_tolerance`` (default: 0.5 for bf16, 0.0625 for fp16, 0 for fp32, i.e. 128 units of
 the format's rounding step). The check also confirms the outputs differ from the base model's
@@ -63,7 +67,7 @@ __all__ = [
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-DEFAULT_CHECK_PROMPTS = (
+DEFAULT_CHECK_QUESTIONS = (  # asked with the suite's system prompt (helpers.chat_template), as in training
     "What is 12 + 7?",
     "Tom has 3 apples and buys 5 more. How many apples does Tom have now?",
     "A box holds 4 rows of 6 eggs. How many eggs are in the box?",
@@ -449,10 +453,12 @@ class ReloadCheck:
             if self.exact[i]:
                 verdict = "identical to the adapter-on model"
             else:
-                verdict = f"differs after a near tie (top-2 gap {self.divergence_margins[i]:.4f})"
+                verdict = f"parts from the adapter-on model at a top-2 logit gap of {self.divergence_margins[i]:.4f}"
             if changed is not None:
-                verdict += "; differs from the base model" if changed[i] else "; same as the base model"
-            lines.append(f"  {prompt!r}: {verdict}\n    -> {self.merged_outputs[i]!r}")
+                verdict += "; adapter changes the base model's output" if changed[i] else "; adapter leaves it as the base model's"
+            lines.append(f"  {prompt!r}: {verdict}\n    merged     -> {self.merged_outputs[i]!r}")
+            if not self.exact[i]:
+                lines.append(f"    adapter-on -> {self.adapter_outputs[i]!r}")
         lines.append("reload check: OK" if self.ok else "reload check FAILED:\n  - " + "\n  - ".join(self.problems))
         return "\n".join(lines)
 
@@ -500,18 +506,28 @@ def _margin_at(model, tokenizer, prompt, prefix: list[int]) -> float:
     return float(top[0] - top[1])
 
 
+def _label(prompt) -> str:
+    """A prompt as shown in the report: the text, or the last message's content."""
+    if isinstance(prompt, str):
+        return prompt
+    messages = list(prompt)
+    return str(messages[-1].get("content", "")) if messages and isinstance(messages[-1], dict) else str(prompt)
+
+
 def _default_tolerance(saved_dtype) -> float:
     import torch
 
     return {torch.bfloat16: 0.5, torch.float16: 0.0625}.get(saved_dtype, 0.0)
 
 
-def reload_check(adapter_model, tokenizer, merged_dir: str | os.PathLike, prompts=DEFAULT_CHECK_PROMPTS, *,
+def reload_check(adapter_model, tokenizer, merged_dir: str | os.PathLike, prompts=None, *,
                  max_new_tokens: int = 24, compare_base: bool = True, tie_tolerance: float | None = None,
                  threads: int | None = None) -> ReloadCheck:
     """Load ``merged_dir`` with plain transformers and check it behaves like ``adapter_model``.
 
-    Greedy outputs on ``prompts`` are compared (see the module docstring for how a 16-bit rounding
+    Greedy outputs on ``prompts`` (strings or chat messages; default: three short maths questions
+    with the suite's system prompt, the prompt format training used) are compared (see the module
+    docstring for how a 16-bit rounding
     near tie is told apart from a real difference). With ``compare_base`` the adapter-on model is
     also run with its adapter disabled: wherever that changes the output, the merged model must
     differ from the base too, i.e. what training changed survived the merge. ``threads``: torch CPU
@@ -536,6 +552,10 @@ def _reload_check(adapter_model, tokenizer, merged_dir, prompts, max_new_tokens,
     reloaded_tok = AutoTokenizer.from_pretrained(merged_dir)
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=compute_dtype)
     merged.to(next(adapter_model.parameters()).device)
+    if prompts is None:
+        from .chat_template import build_messages
+
+        prompts = [build_messages(q) for q in DEFAULT_CHECK_QUESTIONS]
     prompts = list(prompts)
 
     adapter_ids = _greedy_ids(adapter_model, tokenizer, prompts, max_new_tokens)
@@ -572,5 +592,5 @@ def _reload_check(adapter_model, tokenizer, merged_dir, prompts, max_new_tokens,
         problems.append("the saved tokenizer's chat template differs from the one used in training")
     del merged
     return ReloadCheck(str(merged_dir), str(saved_dtype).replace("torch.", ""), str(compute_dtype).replace("torch.", ""),
-                       tolerance, [p if isinstance(p, str) else str(p) for p in prompts], adapter_text, merged_text,
+                       tolerance, [_label(p) for p in prompts], adapter_text, merged_text,
                        base_text, exact, margins, kept, problems)
