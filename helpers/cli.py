@@ -37,9 +37,11 @@ def _failure_line(nb: Path, exc: Exception) -> str:
     return f"{nb.name} failed in {where}: {ename}: {str(evalue).strip().splitlines()[-1] if evalue else ''}"
 
 
-def run_suite(profile: str | None, out: str | None, first: int = 1, last: int = 8) -> Path:
+def run_suite(profile: str | None, out: str | None, first: int = 1, last: int = 8, seed: int | None = None) -> Path:
     """Execute the notebooks in order with papermill into ``out``; return the run folder.
 
+    ``seed`` (when given) goes to every notebook that declares a ``seed`` parameter (SFT and GRPO:
+    data, LoRA initialisation and sampling); the held-out evaluation set stays the same.
     Each executed notebook is kept in ``<out>/notebooks/`` (also the failing one, with its error),
     timings go to ``<out>/timings.json``, and ``<out>/report.md`` is written at the end.
     """
@@ -63,7 +65,8 @@ def run_suite(profile: str | None, out: str | None, first: int = 1, last: int = 
         print(f"[{i}/{len(chosen)}] {nb.name} ...", flush=True)
         try:
             declared = pm.inspect_notebook(str(nb))  # pass only the parameters a notebook declares
-            parameters = {k: v for k, v in {"profile": profile, "run_dir": str(run_dir)}.items() if k in declared}
+            given = {"profile": profile, "run_dir": str(run_dir), "seed": seed}
+            parameters = {k: v for k, v in given.items() if k in declared and v is not None}
             pm.execute_notebook(
                 str(nb), str(executed_dir / nb.name), parameters=parameters,
                 cwd=str(source), kernel_name="python3", progress_bar=False, log_output=False,
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", help="run folder (default: runs/<profile>-<time>)")
     run.add_argument("--from", dest="first", type=int, default=1, help="first notebook number (default 1)")
     run.add_argument("--to", dest="last", type=int, default=8, help="last notebook number (default 8)")
+    run.add_argument("--seed", type=int, help="training seed for the notebooks that declare one (default: theirs)")
     sub.add_parser("info", help="print the profile, hardware and versions (one line)")
     sub.add_parser("prepare-model", help="download and convert the embedded offline model into the cache")
     args = parser.parse_args(argv)
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "run":
         if not 1 <= args.first <= args.last <= 99:
             parser.error("--from and --to must satisfy 1 <= FROM <= TO")
-        run_suite(args.profile, args.out, args.first, args.last)
+        run_suite(args.profile, args.out, args.first, args.last, seed=args.seed)
     return 0
 
 

@@ -95,9 +95,9 @@ def write_report(run_dir: str | os.PathLike | None = None) -> Path:
     timings_path = root / "timings.json"
     if timings_path.exists():
         timings = json.loads(timings_path.read_text())
-        parts.append("\n## Time per notebook\n\n| notebook | seconds |\n|---|---|\n")
-        parts.extend(f"| {name} | {secs:.1f} |\n" for name, secs in timings.items())
-        parts.append(f"| **total** | **{sum(timings.values()):.1f}** |\n")
+        rows = [f"| {name} | {secs:.1f} |" for name, secs in timings.items()]
+        rows.append(f"| **total** | **{sum(timings.values()):.1f}** |")
+        parts.append("\n## Time per notebook\n\n| notebook | seconds |\n|---|---|\n" + "\n".join(rows) + "\n")
 
     report = layout.report
     _atomic_write_text(report, "\n".join(parts))

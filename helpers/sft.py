@@ -176,16 +176,48 @@ def _importable(module: str) -> bool:
     return importable(module)
 
 
-def free_cores() -> int:
-    """CPU cores not already busy: the core count minus the whole part of the 1-minute load average
-    (at least 1). The average also remembers this process's own recent work, so it errs toward fewer
-    threads: on an idle 2-core machine one thread costs up to ~1.5×, oversubscribing costs 7-10×."""
-    cores = os.cpu_count() or 1
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine so far, from ``/proc/stat``; ``None`` off Linux."""
     try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return cores
-    return max(1, min(cores, cores - int(load)))
+        with open("/proc/stat") as fh:
+            values = [float(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
+def others_busy_cores(window: float = 0.3) -> float | None:
+    """Cores that *other* processes keep busy right now: machine-wide busy time over ``window``
+    seconds minus this process's own (``/proc/stat``); ``None`` where that cannot be read."""
+    first, own = _cpu_seconds(), sum(os.times()[:2])
+    if first is None:
+        return None
+    time.sleep(window)
+    second, own_after = _cpu_seconds(), sum(os.times()[:2])
+    elapsed = second[1] - first[1]
+    if elapsed <= 0:
+        return None
+    cores = os.cpu_count() or 1
+    return max(0.0, (second[0] - first[0] - (own_after - own)) / elapsed * cores)
+
+
+def free_cores() -> int:
+    """CPU cores not already busy with other processes' work (at least 1): measured over 0.3 s from
+    ``/proc/stat`` (:func:`others_busy_cores`), else from the 1-minute load average. Why: on a busy
+    2-core machine two torch threads ran 7-10× slower than one, while on an idle one a single thread
+    costs up to ~1.5×. (The load average alone remembers this process's own previous stage and so
+    chose one thread on an idle machine.)"""
+    cores = os.cpu_count() or 1
+    busy = others_busy_cores()
+    if busy is None:
+        try:
+            busy = os.getloadavg()[0]
+        except (OSError, AttributeError):
+            return cores
+        busy = float(int(busy))
+    return max(1, min(cores, cores - round(busy)))
 
 
 @contextmanager

@@ -47,3 +47,16 @@ def test_run_executes_in_order_and_stops_at_a_failure(tmp_path, monkeypatch, cap
     timings = json.loads((out / "timings.json").read_text())
     assert set(timings) == {"01_ok.ipynb", "02_fails.ipynb"}
     assert "[1/3] 01_ok.ipynb done" in capsys.readouterr().out
+
+
+def test_seed_reaches_only_the_notebooks_that_declare_it(tmp_path, monkeypatch):
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    notebook(nbs / "01_plain.ipynb", "assert 'seed' not in globals()")
+    cells = [new_code_cell("profile = None\nrun_dir = None\nseed = 3407", metadata={"tags": ["parameters"]}),
+             new_code_cell("assert seed == 11, seed")]
+    nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                                      "language": "python"}}), nbs / "02_seeded.ipynb")
+    monkeypatch.setattr(cli, "notebooks_dir", lambda: nbs)
+    cli.main(["run", "--profile", "ci", "--out", str(tmp_path / "run"), "--seed", "11"])
+    assert sorted(p.name for p in (tmp_path / "run" / "notebooks").iterdir()) == ["01_plain.ipynb", "02_seeded.ipynb"]

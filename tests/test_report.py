@@ -25,7 +25,7 @@ def test_report_from_a_run_folder(tmp_path):
     assert "format_compliance" in report and "accuracy" in report
     assert "![GRPO curves](plots/grpo_dashboard.png)" in report
     assert (tmp_path / "plots" / "grpo_dashboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| **total** | **72.5** |" in report
+    assert "| 01_model_loading.ipynb | 12.5 |\n| 07_grpo_training.ipynb | 60.0 |\n| **total** | **72.5** |" in report
     assert "profile=" in report
     learning = json.loads((tmp_path / "learning.json").read_text())
     assert learning["steps"] == 10 and learning["reward"]["last_fifth"] > learning["reward"]["first_fifth"]

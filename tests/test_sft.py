@@ -162,6 +162,27 @@ def test_adapter_save_is_atomic(tmp_path):
     assert sorted(p.name for p in dest.parent.iterdir()) == ["adapter"], "temporary folders left behind"
 
 
+def test_free_cores_sees_other_processes(monkeypatch):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from helpers.sft import others_busy_cores
+
+    if others_busy_cores() is None:
+        pytest.skip("no /proc/stat here")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert others_busy_cores() >= 0.5  # another process spinning a core is seen
+    finally:
+        spinner.kill()
+    monkeypatch.setattr("helpers.sft.others_busy_cores", lambda: None)  # no /proc: the load average
+    monkeypatch.setattr("os.getloadavg", lambda: (1.7, 0.0, 0.0))
+    assert free_cores() == max(1, (os.cpu_count() or 1) - 1)
+
+
 def test_cpu_threads_are_restored(monkeypatch):
     import torch
 
@@ -171,7 +192,7 @@ def test_cpu_threads_are_restored(monkeypatch):
     assert torch.get_num_threads() == before
     with cpu_threads(0) as n:  # 0: leave torch alone
         assert n == before
-    monkeypatch.setattr("os.getloadavg", lambda: (64.0, 0.0, 0.0))  # a busy machine: one thread
+    monkeypatch.setattr("helpers.sft.others_busy_cores", lambda: 64.0)  # a busy machine: one thread
     assert free_cores() == 1
     with cpu_threads() as n:
         assert n == 1
