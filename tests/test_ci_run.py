@@ -1,0 +1,74 @@
+"""The whole chain's run folder, as ``grpo-notebooks run --profile ci`` writes it.
+
+The README's test command runs the chain first and points ``GRPO_CI_RUN`` at its folder; without
+that variable this module runs the chain itself into a temporary folder (a few minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.cli import notebooks_dir
+
+pytestmark = pytest.mark.slow
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run() -> Path:
+    given = os.environ.get("GRPO_CI_RUN")
+    if given:
+        return Path(given)
+    out = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"grpo-ci-run-{os.getpid()}"
+    subprocess.run([sys.executable, "-m", "helpers.cli", "run", "--profile", "ci", "--out", str(out)], check=True,
+                   env={**os.environ, "GRPO_PROFILE": "ci"})
+    return out
+
+
+def test_every_notebook_ran_without_an_error(run):
+    expected = [p.name for p in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))]
+    assert sorted(p.name for p in (run / "notebooks").glob("*.ipynb")) == expected
+    for name in expected:
+        nb = nbformat.read(run / "notebooks" / name, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(c.execution_count is not None for c in code), f"{name}: a cell did not run"
+        errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+        assert not errors, f"{name}: {errors[0].ename}: {errors[0].evalue}"
+        injected = [c for c in code if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected and "profile = \"ci\"" in injected[0].source, f"{name} did not run under the ci profile"
+    timings = json.loads((run / "timings.json").read_text())
+    assert list(timings) == expected and all(t > 0 for t in timings.values())
+
+
+def test_training_metrics_were_logged(run):
+    for stage, key in (("sft", "loss"), ("grpo", "reward")):
+        rows = [json.loads(line) for line in (run / stage / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        values = [r[key] for r in rows if r.get(key) is not None]
+        assert values and all(math.isfinite(v) for v in values), f"{stage}: no finite {key} logged"
+    grpo = [json.loads(line) for line in (run / "grpo" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    steps = [r["step"] for r in grpo if "reward" in r]
+    assert steps == list(range(1, len(steps) + 1)), "GRPO steps missing or repeated"
+    for adapter in (run / "sft" / "adapter", run / "grpo" / "adapter", run / "saved" / "lora"):
+        assert (adapter / "adapter_model.safetensors").stat().st_size > 0, adapter
+    assert any((run / "saved" / "merged_16bit").glob("*.safetensors"))
+
+
+def test_report_has_the_evaluation_and_learning_tables(run):
+    report = (run / "report.md").read_text()
+    for model in ("base", "sft", "grpo"):
+        assert f"\n| {model} | " in report, f"no {model} row in the evaluation table"
+    assert "| strict accuracy | lenient accuracy | format compliance |" in report
+    assert "| reward | " in report and "first fifth" in report
+    assert "| **total** | " in report and "profile=ci" in report
+    for png in ("eval/accuracy.png", "plots/grpo_dashboard.png"):
+        assert f"({png})" in report and (run / png).read_bytes()[:8] == PNG
+    results = json.loads((run / "eval" / "results.json").read_text())
+    assert results  # the numbers behind the table, for scripts
