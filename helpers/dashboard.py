@@ -436,15 +436,21 @@ def samples_html(samples: Sequence[Mapping[str, Any]], max_chars: int = 1200) ->
         return html.escape(s if len(s) <= limit else s[:limit] + " …")
 
     names = list(samples[0]["rewards"])
-    cell = 'style="text-align:left;vertical-align:top;white-space:pre-wrap;font-family:monospace;font-size:11px"'
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["prompt", "completion", *names, "total", "advantage"])
+    # Inline styles: the widget's HTML sits outside the notebook's rendered-HTML CSS, and ipywidgets sets a
+    # 28px line height; without widths the text columns shrink to a word per line (seen in JupyterLab).
+    text = "text-align:left;vertical-align:top;white-space:pre-wrap;font-family:monospace;font-size:11px;padding:2px 6px"
+    prompt, completion = f'style="{text};min-width:14em;max-width:22em"', f'style="{text};min-width:22em;max-width:50em"'
+    num = 'style="text-align:right;vertical-align:top;padding:2px 6px"'
+    head = "".join(f'<th style="text-align:left;padding:2px 6px">{h}</th>' for h in ("prompt", "completion"))
+    head += "".join(f"<th {num}>{html.escape(h).replace('_', '_<wbr>')}</th>" for h in [*names, "total", "advantage"])
     body = "".join(
-        f"<tr><td {cell}>{cut(s['prompt'], 200)}</td><td {cell}>{cut(s['completion'], max_chars)}</td>"
-        + "".join(f"<td>{_fmt(s['rewards'].get(n))}</td>" for n in names)
-        + f"<td><b>{_fmt(s['total'])}</b></td><td>{_fmt(s.get('advantage'))}</td></tr>"
+        f"<tr><td {prompt}>{cut(s['prompt'], 200)}</td><td {completion}>{cut(s['completion'], max_chars)}</td>"
+        + "".join(f"<td {num}>{_fmt(s['rewards'].get(n))}</td>" for n in names)
+        + f"<td {num}><b>{_fmt(s['total'])}</b></td><td {num}>{_fmt(s.get('advantage'))}</td></tr>"
         for s in samples
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f'<table style="border-collapse:collapse;line-height:1.35;font-size:12px"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>")
 
 
 class Throttle:
@@ -476,6 +482,11 @@ def _widget_frontend() -> bool:
 
 # ---------------------------------------------------------------------------------------------------
 # The callback
+
+
+# CSS classes on the notebook widget: the whole dashboard, its header line, the curves image, the samples.
+DOM_CLASSES = {"dashboard": "grpo-dashboard", "header": "grpo-dashboard-header", "plot": "grpo-dashboard-plot",
+               "samples": "grpo-dashboard-samples"}
 
 
 class DashboardCallback(TrainerCallback):
@@ -608,12 +619,16 @@ class DashboardCallback(TrainerCallback):
         return plot_metrics(self.history, self.plots_dir, prefix=self.stage, panels=self.panels)
 
     def _build_widget(self) -> Any:
+        """The widget tree; its CSS classes (``DOM_CLASSES``) are stable hooks for browser tests and styling."""
         import ipywidgets as w
 
         self.header = w.HTML("<b>waiting for the first log step…</b>")
         self.image = w.Image(format="png", layout=w.Layout(max_width="100%"))
         self.samples_box = w.HTML(samples_html([]))
-        return w.VBox([self.header, self.image, w.HTML("<b>latest completions</b>"), self.samples_box])
+        box = w.VBox([self.header, self.image, w.HTML("<b>latest completions</b>"), self.samples_box])
+        for widget, css in zip((box, self.header, self.image, self.samples_box), DOM_CLASSES.values(), strict=True):
+            widget.add_class(css)
+        return box
 
     def refresh(self) -> None:
         """Redraw the widget now: header, curves (PNG into an ``ipywidgets.Image``: updated in place, no
