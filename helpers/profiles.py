@@ -36,7 +36,7 @@ _TABLE = {
     # cpu: a short SFT warm-up (8 steps: the format half learned) leaves GRPO the format and the
     # answers to learn; 24 GRPO steps of 2 prompts x 4 completions x 80 tokens (~25 s each on 2 cores;
     # two prompts per step halve the noise of the reward curve). README "Results" has what it reached.
-    "cpu": Settings("cpu", None, 512, 64, 0.0, 4, 80, 8, 24, 8, 64, 128),
+    "cpu": Settings("cpu", None, 512, 64, 0.0, 4, 80, 8, 24, 8, 64, 96),
     # ci: 3 GRPO steps (~20 s each on a busy 2-core machine) keep notebook 07 under two minutes.
     "ci": Settings("ci", None, 256, 64, 0.0, 4, 24, 4, 3, 4, 8, 32),
 }

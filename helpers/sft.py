@@ -325,7 +325,7 @@ def _as_text_dataset(ds, tokenizer):
 # ---------------------------------------------------------------------------------------------
 
 
-def format_compliance_rate(model, tokenizer, prompts, *, max_new_tokens: int = 128, batch_size: int = 64,
+def format_compliance_rate(model, tokenizer, prompts, *, max_new_tokens: int = 128, batch_size: int = 16,
                            prefilled: bool = False) -> tuple[float, list[str]]:
     """The share of greedy completions of ``prompts`` in the strict format, and the completions.
 
