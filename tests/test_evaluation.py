@@ -94,6 +94,18 @@ def test_vllm_arguments():
     assert evaluation.uses_vllm(object()) is False
 
 
+def test_vllm_engine_arguments():
+    """LoRA slots as small as the adapter's rank allows (vLLM's CPU LoRA ops scale with max_lora_rank)."""
+    assert evaluation.vllm_engine_kwargs("/m") == {"model": "/m", "dtype": "float32", "max_model_len": 1024, "seed": 0}
+    lora = evaluation.vllm_engine_kwargs("/m", lora_rank=16, max_loras=2)
+    assert (lora["enable_lora"], lora["max_lora_rank"], lora["max_loras"]) == (True, 16, 2)
+    assert [evaluation.vllm_engine_kwargs("/m", lora_rank=r)["max_lora_rank"] for r in (1, 2, 9, 64, 65, 300)] == [
+        1, 8, 16, 64, 128, 320]
+    for bad in (0, 513):
+        with pytest.raises(ValueError, match="fix: train the adapter with a rank"):
+            evaluation.vllm_engine_kwargs("/m", lora_rank=bad)
+
+
 def _table(name="synthetic", strict=(1, 3)):
     scores = []
     for model, correct in zip(("base", "grpo"), strict, strict=True):

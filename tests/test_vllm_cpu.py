@@ -10,12 +10,16 @@ What they check:
   copy) writes the same tokens as transformers + PEFT, and the log-probabilities vLLM reports for
   them agree with transformers' (the numerics, measured, with the tolerance explained below);
 - the LoRA request changes the outputs (vLLM applied the adapter, it did not fall back to the base);
-- ``helpers.evaluation.evaluate_sets`` with the vLLM engine writes the results table;
+- ``helpers.evaluation.evaluate_sets`` with the vLLM engine writes the results table, from exactly
+  those greedy completions;
+- helpers' table of vLLM's accepted ``max_lora_rank`` values is still vLLM's;
 - GRPO with ``use_vllm=True, vllm_mode="colocate"`` (TRL 1.15's in-process vLLM engine, rollouts
   sampled by vLLM with the policy's merged LoRA weights pushed to it each step) runs a few steps,
   in a child process (colocate mode initialises ``torch.distributed`` in the process that runs it).
 
-One engine serves the whole session. vLLM starts its engine core in a spawned process; under
+One engine, one greedy run per backend and model, serve the whole session (each vLLM generation on
+this 2-core machine takes ~10 s). The engine's LoRA slots are the adapter's rank
+(``helpers.evaluation.vllm_engine_kwargs``): rank-64 slots made every LoRA request 3.8x slower. vLLM starts its engine core in a spawned process; under
 ``python -m pytest`` the spawned child imports ``pytest.__main__``, whose work is guarded by
 ``if __name__ == "__main__"``, so a session fixture may start it. ``VLLM_CPU_KVCACHE_SPACE`` (GiB of
 KV cache) defaults to 1 here; vLLM's CPU default (4 GiB) is more than these tests need.
@@ -41,24 +45,25 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 MAX_NEW_TOKENS = 32
 PROBLEMS = 4
-# Tolerances, float32 on both sides. vLLM's CPU kernels (its attention, the Punica LoRA kernels that
-# apply x·A·B per request) sum in another order than PyTorch's SDPA and PEFT's LoRA layers, so logits
-# differ in the last bits: measured below ~1e-4 in log-probability on this model. A greedy pick can
-# only differ where the two best logits are closer than that, so a differing token is accepted only
-# at such a near-tie (top-2 logit gap under TIE_GAP, measured with transformers), and only that
-# prompt's tokens after it are free to differ.
+LORA_RANK = 16
+# Tolerances, float32 on both sides. vLLM's CPU kernels (its attention, the LoRA ops that apply x·A·B
+# per request) sum in another order than PyTorch's SDPA and PEFT's LoRA layers, so logits differ in
+# the last bits: measured below ~1e-4 in log-probability on this model. A greedy pick can only differ
+# where the two best logits are closer than that, so a differing token is accepted only at such a
+# near-tie (top-2 logit gap under TIE_GAP, measured with transformers), and only that prompt's tokens
+# after it are free to differ.
 LOGPROB_TOLERANCE = 2e-3
 TIE_GAP = 1e-2
 
 
 # ---------------------------------------------------------------------------------------------
-# Fixtures: one trained adapter, one engine, one transformers model per session
+# Fixtures: one trained adapter, one engine, one transformers model, one greedy run of each per session
 # ---------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, embedded_path):
-    """A LoRA adapter trained for a few SFT steps (helpers.sft.train_sft, rank 16), saved in a run folder."""
+    """A LoRA adapter trained for a few SFT steps (helpers.sft.train_sft), saved in a run folder."""
     import torch
 
     from helpers.loading import load_model
@@ -68,10 +73,17 @@ def trained(tmp_path_factory, embedded_path):
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     run = tmp_path_factory.mktemp("vllm-run")
     model, tokenizer = load_model(profile="ci")
-    result = train_sft(model, tokenizer, run_dir=run, profile="ci", max_steps=6, compliance_prompts=0,
-                       lora_rank=16, dashboard=False, cpu_threads=0)
-    assert result.steps == 6
+    result = train_sft(model, tokenizer, run_dir=run, profile="ci", max_steps=4, compliance_prompts=0,
+                       lora_rank=LORA_RANK, dashboard=False, cpu_threads=0)
+    assert result.steps == 4
     return RunLayout(run)
+
+
+@pytest.fixture(scope="session")
+def lora(trained):
+    from helpers.evaluation import vllm_lora_id
+
+    return ("sft", str(trained.sft_adapter), vllm_lora_id(trained.sft_adapter))
 
 
 @pytest.fixture(scope="session")
@@ -88,9 +100,10 @@ def hf(trained, tokenizer):
 def engine(embedded_path):
     from vllm import LLM
 
+    from helpers.evaluation import vllm_engine_kwargs
+
     start = time.perf_counter()
-    llm = LLM(model=str(embedded_path), dtype="float32", enable_lora=True, max_lora_rank=64, max_loras=2,
-              max_model_len=1024, seed=0)
+    llm = LLM(**vllm_engine_kwargs(embedded_path, lora_rank=LORA_RANK))
     print(f"\nvLLM engine started in {time.perf_counter() - start:.1f} s")
     yield llm
     del llm
@@ -103,6 +116,22 @@ def prompts(tokenizer):
 
     ds = held_out_sets(PROBLEMS, gsm8k=False, profile="ci")["synthetic"]
     return ds, [render_prompt(tokenizer, p) for p in ds["prompt"]]
+
+
+@pytest.fixture(scope="session")
+def vllm_greedy(engine, tokenizer, prompts, lora):
+    """vLLM's greedy token ids and their log-probabilities: ``{"base": (ids, logps), "sft": ...}``."""
+    _, texts = prompts
+    return {"base": _vllm_greedy(engine, tokenizer, texts), "sft": _vllm_greedy(engine, tokenizer, texts, lora)}
+
+
+@pytest.fixture(scope="session")
+def hf_greedy(hf, tokenizer, prompts):
+    """transformers + PEFT's greedy token ids, batched as helpers' evaluation batches them (left-padded)."""
+    _, texts = prompts
+    with hf.disable_adapter():
+        base = _hf_greedy(hf, tokenizer, texts)
+    return {"base": base, "sft": _hf_greedy(hf, tokenizer, texts)}
 
 
 def _vllm_greedy(engine, tokenizer, texts, lora=None):
@@ -123,19 +152,27 @@ def _vllm_greedy(engine, tokenizer, texts, lora=None):
     return ids, logps
 
 
-def _hf_greedy(model, tokenizer, text):
-    """One prompt, unpadded: greedy token ids (the end-of-turn token kept, as vLLM keeps it)."""
+def _hf_greedy(model, tokenizer, texts):
+    """Greedy token ids, one left-padded batch, each cut after its end-of-turn token (vLLM keeps it)."""
     import torch
 
-    batch = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = side
     with torch.no_grad():
-        ids = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, temperature=None, top_p=None,
+        out = model.generate(**batch, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, temperature=None, top_p=None,
                              top_k=None, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    return ids[0, batch["input_ids"].shape[1]:].tolist()
+    rows = []
+    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+        end = row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
+        rows.append(row[:end])
+    return rows
 
 
 def _hf_logprobs(model, tokenizer, text, completion):
-    """transformers' log-probabilities of ``completion`` and its top-2 logit gap at each position."""
+    """transformers' log-probabilities of ``completion`` (unpadded) and its top-2 logit gap at each position."""
     import torch
 
     prompt = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
@@ -147,20 +184,18 @@ def _hf_logprobs(model, tokenizer, text, completion):
     return logp.tolist(), (top[:, 0] - top[:, 1]).tolist()
 
 
-def _compare(engine, hf_model, tokenizer, texts, lora) -> dict:
-    """vLLM vs transformers on ``texts``: the tokens, and where they part, whether it was at a near-tie."""
-    v_ids, v_logps = _vllm_greedy(engine, tokenizer, texts, lora)
-    report = {"same": [], "parted_at": [], "tie_gap": [], "max_logprob_diff": 0.0, "v_ids": v_ids}
-    for text, ids, logps in zip(texts, v_ids, v_logps, strict=True):
-        h_ids = _hf_greedy(hf_model, tokenizer, text)
-        k = next((j for j, (a, b) in enumerate(zip(ids, h_ids, strict=False)) if a != b), None)
-        if k is None and len(ids) != len(h_ids):
-            k = min(len(ids), len(h_ids))
+def _compare(v_ids, v_logps, h_ids, hf_model, tokenizer, texts) -> dict:
+    """vLLM vs transformers: the tokens, and where they part, whether it was at a near-tie."""
+    report = {"same": [], "parted_at": [], "tie_gap": [], "max_logprob_diff": 0.0}
+    for text, ids, logps, ref in zip(texts, v_ids, v_logps, h_ids, strict=True):
+        k = next((j for j, (a, b) in enumerate(zip(ids, ref, strict=False)) if a != b), None)
+        if k is None and len(ids) != len(ref):
+            k = min(len(ids), len(ref))
         report["same"].append(k is None)
         report["parted_at"].append(k)
-        shared = ids if k is None else ids[:k]
+        shared = len(ids) if k is None else k
         h_logps, gaps = _hf_logprobs(hf_model, tokenizer, text, ids)
-        diffs = [abs(a - b) for a, b in zip(logps[:len(shared)], h_logps[:len(shared)], strict=True)]
+        diffs = [abs(a - b) for a, b in zip(logps[:shared], h_logps[:shared], strict=True)]
         report["max_logprob_diff"] = max([report["max_logprob_diff"], *diffs])
         report["tie_gap"].append(None if k is None or k >= len(gaps) else gaps[k])
     return report
@@ -176,67 +211,61 @@ def _explain(report) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_lora_request_matches_transformers_peft(trained, hf, engine, tokenizer, prompts):
-    """Greedy, the trained adapter as a LoRARequest: vLLM writes transformers + PEFT's tokens."""
-    from helpers.evaluation import vllm_lora_id
+def test_lora_ranks_are_vllms():
+    """helpers' table of the max_lora_rank values vLLM accepts is vLLM's own (fails when vLLM changes it)."""
+    import typing
+
+    from vllm.config.lora import MaxLoRARanks
+
+    from helpers.evaluation import VLLM_LORA_RANKS
+
+    assert tuple(typing.get_args(MaxLoRARanks)) == VLLM_LORA_RANKS
+
+
+@pytest.mark.parametrize("model", ["base", "sft"])
+def test_greedy_matches_transformers(model, hf, vllm_greedy, hf_greedy, tokenizer, prompts):
+    """Greedy, the base model and the trained adapter as a LoRARequest: vLLM writes transformers + PEFT's
+    tokens, with log-probabilities within LOGPROB_TOLERANCE; they may part only at a near-tie."""
+    import contextlib
 
     _, texts = prompts
-    report = _compare(engine, hf, tokenizer, texts, ("sft", str(trained.sft_adapter), vllm_lora_id(trained.sft_adapter)))
-    print("\nwith the adapter:", _explain(report))
+    v_ids, v_logps = vllm_greedy[model]
+    with hf.disable_adapter() if model == "base" else contextlib.nullcontext():
+        report = _compare(v_ids, v_logps, hf_greedy[model], hf, tokenizer, texts)
+    print(f"\n{model}:", _explain(report))
     assert report["max_logprob_diff"] < LOGPROB_TOLERANCE, _explain(report)
     for same, gap in zip(report["same"], report["tie_gap"], strict=True):
         assert same or (gap is not None and gap < TIE_GAP), "vLLM and transformers part away from a tie: " + _explain(report)
     assert sum(report["same"]) >= len(texts) - 1, _explain(report)
 
 
-def test_base_model_matches_transformers(hf, engine, tokenizer, prompts):
-    _, texts = prompts
-    with hf.disable_adapter():
-        report = _compare(engine, hf, tokenizer, texts, None)
-    print("\nbase model:", _explain(report))
-    assert report["max_logprob_diff"] < LOGPROB_TOLERANCE, _explain(report)
-    for same, gap in zip(report["same"], report["tie_gap"], strict=True):
-        assert same or (gap is not None and gap < TIE_GAP), _explain(report)
+def test_lora_request_changes_outputs(vllm_greedy, hf_greedy):
+    """vLLM applied the adapter (it did not fall back to the base model), as PEFT does."""
+    assert vllm_greedy["base"][0] != vllm_greedy["sft"][0], "the LoRA request changed nothing in vLLM"
+    assert hf_greedy["base"] != hf_greedy["sft"], "the trained adapter changes nothing: retrain it longer"
 
 
-def test_lora_request_changes_outputs(trained, engine, tokenizer, prompts):
-    """The adapter is applied: with the LoRA request vLLM writes other completions than without it."""
-    from helpers.evaluation import generate_completions, vllm_lora_id
-
-    _, texts = prompts
-    base = generate_completions(engine, tokenizer, texts, max_new_tokens=MAX_NEW_TOKENS, progress=False)
-    lora = ("sft", str(trained.sft_adapter), vllm_lora_id(trained.sft_adapter))
-    tuned = generate_completions(engine, tokenizer, texts, max_new_tokens=MAX_NEW_TOKENS, progress=False, lora=lora)
-    assert base.backend == tuned.backend == "vllm"
-    assert base.texts != tuned.texts, "the LoRA request changed nothing: vLLM did not apply the adapter"
-    assert all(0 < n <= MAX_NEW_TOKENS for row in base.lengths + tuned.lengths for n in row)
-
-
-def test_evaluate_sets_through_vllm(trained, hf, engine, tokenizer, prompts):
-    """evaluate_sets on the vLLM engine: base + the run's adapter, results written, the same completions
-    as transformers' evaluate_sets where nothing stands near a tie."""
+def test_evaluate_sets_through_vllm(trained, engine, tokenizer, prompts, vllm_greedy):
+    """evaluate_sets on the vLLM engine: base + the run's adapter (a LoRARequest), the results written,
+    and its completions are the greedy ones checked against transformers above."""
     from helpers import evaluation
 
-    ds, texts = prompts
-    kwargs = dict(adapters={"sft": trained.sft_adapter}, max_new_tokens=MAX_NEW_TOKENS, problems=PROBLEMS,
-                  progress=False, profile="ci")
-    tables = evaluation.evaluate_sets({"synthetic": ds}, trained.root, model=engine, tokenizer=tokenizer, **kwargs)
+    ds, _ = prompts
+    tables = evaluation.evaluate_sets({"synthetic": ds}, trained.root, model=engine, tokenizer=tokenizer,
+                                      adapters={"sft": trained.sft_adapter}, max_new_tokens=MAX_NEW_TOKENS,
+                                      problems=PROBLEMS, progress=False, profile="ci")
     table = tables["synthetic"]
     assert table.settings["backend"] == "vllm" and [s.name for s in table.scores] == ["base", "sft"]
     for s in table.scores:
         assert s.problems == PROBLEMS and 0 < s.mean_completion_tokens <= MAX_NEW_TOKENS and s.seconds > 0
+        ids = vllm_greedy[s.name][0]
+        expected = [tokenizer.decode(row, skip_special_tokens=True) for row in ids][:len(s.samples)]
+        assert s.samples and [x["completion"] for x in s.samples] == expected, s.name
+        lengths = [len(row) - (row[-1] == tokenizer.eos_token_id) for row in ids]  # the end-of-turn token not counted
+        assert s.mean_completion_tokens == pytest.approx(sum(lengths) / len(lengths)), s.name
     saved = json.loads((trained.eval / "results.json").read_text())["datasets"]["synthetic"]
     assert saved["settings"]["backend"] == "vllm" and [s["name"] for s in saved["scores"]] == ["base", "sft"]
     assert "| sft |" in (trained.eval / "results.md").read_text()
-
-    with hf.disable_adapter():
-        hf_base = evaluation.generate_completions(hf, tokenizer, texts, max_new_tokens=MAX_NEW_TOKENS, progress=False)
-    hf_sft = evaluation.generate_completions(hf, tokenizer, texts, max_new_tokens=MAX_NEW_TOKENS, progress=False)
-    for scores, reference in zip(table.scores, (hf_base, hf_sft), strict=True):
-        vllm_texts = [x["completion"] for x in scores.samples]
-        hf_texts = [t[0] for t in reference.texts[:len(vllm_texts)]]
-        same = sum(a == b for a, b in zip(vllm_texts, hf_texts, strict=True))
-        assert same >= len(vllm_texts) - 1, f"{scores.name}: vLLM {vllm_texts!r} vs transformers {hf_texts!r}"
 
 
 # ---------------------------------------------------------------------------------------------
