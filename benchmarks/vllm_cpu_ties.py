@@ -27,14 +27,13 @@ if __name__ == "__main__":  # vLLM starts its engine core in a spawned process
     from helpers.loading import embedded_model_path, load_model
 
     torch.set_num_threads(2)
-    checks.MAX_NEW_TOKENS = 96
     model, tokenizer = load_model(profile="cpu")
     ds = held_out_sets(64, gsm8k=False, profile="cpu")["synthetic"]
     texts = [render_prompt(tokenizer, p) for p in ds["prompt"]]
     lora_slots = "--no-lora" not in sys.argv  # the benchmark's engine serves LoRA requests (rank-16 slots)
     engine = LLM(**vllm_engine_kwargs(embedded_model_path(), lora_rank=16 if lora_slots else None))
-    ids, logps = checks._vllm_greedy(engine, tokenizer, texts)
-    report = checks._compare(ids, logps, model, tokenizer, texts)
+    ids, logps = checks._vllm_greedy(engine, tokenizer, texts, max_new_tokens=96)
+    report = checks._compare(ids, logps, model, tokenizer, texts, max_new_tokens=96)
     batched = generate_completions(model, tokenizer, texts, max_new_tokens=96, progress=False)
     vllm_texts = [tokenizer.decode(row, skip_special_tokens=True) for row in ids]
     print(json.dumps({

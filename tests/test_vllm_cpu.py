@@ -128,14 +128,14 @@ def vllm_greedy(engine, tokenizer, prompts, lora):
     return {"base": _vllm_greedy(engine, tokenizer, texts), "sft": _vllm_greedy(engine, tokenizer, texts, lora)}
 
 
-def _vllm_greedy(engine, tokenizer, texts, lora=None):
+def _vllm_greedy(engine, tokenizer, texts, lora=None, max_new_tokens=MAX_NEW_TOKENS):
     """Token ids and their log-probabilities, greedy, through helpers' argument builders."""
     from vllm import SamplingParams
     from vllm.lora.request import LoRARequest
 
     from helpers.evaluation import _vllm_prompts, vllm_lora_kwargs, vllm_sampling_kwargs
 
-    params = SamplingParams(**vllm_sampling_kwargs(max_new_tokens=MAX_NEW_TOKENS), logprobs=0)
+    params = SamplingParams(**vllm_sampling_kwargs(max_new_tokens=max_new_tokens), logprobs=0)
     request = LoRARequest(**vllm_lora_kwargs(*lora)) if lora else None
     outs = engine.generate(_vllm_prompts(tokenizer, texts), params, lora_request=request, use_tqdm=False)
     ids, logps = [], []
@@ -160,7 +160,7 @@ def _hf_logprobs(model, tokenizer, text, completion):
     return logp.tolist(), (top.values[:, 0] - top.values[:, 1]).tolist(), top.indices[:, 0].tolist()
 
 
-def _compare(v_ids, v_logps, hf_model, tokenizer, texts) -> dict:
+def _compare(v_ids, v_logps, hf_model, tokenizer, texts, max_new_tokens=MAX_NEW_TOKENS) -> dict:
     """Would transformers' greedy decoding write vLLM's tokens? One teacher-forced forward pass per prompt
     over vLLM's completion: where every token is transformers' argmax given the tokens before it, its
     greedy decoding writes the same completion (by induction over the positions), end-of-turn included.
@@ -169,7 +169,7 @@ def _compare(v_ids, v_logps, hf_model, tokenizer, texts) -> dict:
     for text, ids, logps in zip(texts, v_ids, v_logps, strict=True):
         h_logps, gaps, argmax = _hf_logprobs(hf_model, tokenizer, text, ids)
         k = next((j for j, (a, b) in enumerate(zip(ids, argmax, strict=True)) if a != b), None)
-        if k is None and len(ids) < MAX_NEW_TOKENS and ids[-1] != tokenizer.eos_token_id:
+        if k is None and len(ids) < max_new_tokens and ids[-1] != tokenizer.eos_token_id:
             k = len(ids)  # vLLM stopped early without an end-of-turn token: not what greedy decoding does
         report["same"].append(k is None)
         report["parted_at"].append(k)
