@@ -291,6 +291,21 @@ def load_problems(split: str = "train", *, path: str | os.PathLike | None = None
     return ds, ds.info.description
 
 
+def grpo_problems(profile: str, *, embedded: bool, n: int = 200, seed: int = 0, path: str | os.PathLike | None = None):
+    """GRPO's training problems, ``(dataset, source)``: GSM8K's train split (:func:`load_problems`) for a
+    hub model on a GPU profile; the synthetic train part (all levels, ``n`` problems) on the CPU profiles
+    and for the embedded SmolLM2-135M on any profile, which solves about 1 GSM8K problem in 250: its groups
+    would score all-zero and GRPO would learn nothing (README "Results").
+
+    >>> grpo_problems("gpu", embedded=True, n=3)[1]
+    'synthetic arithmetic problems, train part: 3 rows, difficulty (1, 2, 3), seed 0'
+    """
+    if profile in ("colab-t4", "gpu") and not embedded:
+        return load_problems("train", path=path, n=n, seed=seed)
+    ds = synthetic_dataset(n, split="train", seed=seed)
+    return ds, ds.info.description
+
+
 def prompt_lengths(dataset, tokenizer, *, prefill: bool = False, fmt: ReasoningFormat = DEFAULT_FORMAT) -> list[int]:
     """Tokens of each row's rendered prompt (chat template and generation prompt included)."""
     texts = [render_prompt(tokenizer, p, prefill=prefill, fmt=fmt) for p in dataset["prompt"]]

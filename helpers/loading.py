@@ -10,6 +10,7 @@ process never leaves a half-written model behind.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -32,6 +33,77 @@ _EMBEDDED_ALIASES = {None, "", "embedded", EMBEDDED_MODEL, f"HuggingFaceTB/{EMBE
 
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message names the cause and the fix on one line."""
+
+
+# The vLLM engine as the suite runs it (measured on an H200 with vLLM 0.26.0, 2026-11-29): in this
+# process (with the engine in its own process the start hung for 7 minutes after "Using V2 Model
+# Runner"; Unsloth sets this too, to reach the engine's model), offline, no usage reports, and
+# FlashInfer's sampler off (its JIT needs the CUDA compiler, which a runtime-only install lacks).
+VLLM_ENV = {
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_USE_FLASHINFER_SAMPLER": "0",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+VLLM_START_TIMEOUT_ENV = "GRPO_VLLM_START_TIMEOUT"
+GPU_MEMORY_ENV = "GRPO_GPU_MEMORY_UTILIZATION"  # the share of GPU memory vLLM takes, e.g. 0.2 when runs share a GPU
+
+
+def _env_float(name: str, low: float, high: float) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise ModelLoadError(f"{name}={raw!r} must be a number in [{low}, {high}]; fix: e.g. {name}=0.3, or unset it.")
+    return value
+
+
+class EngineStartTimeout(TimeoutError):
+    """The vLLM engine did not come up within the allowed time."""
+
+
+def vllm_start_timeout() -> float:
+    """Seconds the vLLM engine may take to start (``$GRPO_VLLM_START_TIMEOUT``, default 900)."""
+    raw = os.environ.get(VLLM_START_TIMEOUT_ENV, "900")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ModelLoadError(f"{VLLM_START_TIMEOUT_ENV}={raw!r} is not a number of seconds; fix: e.g. "
+                             f"{VLLM_START_TIMEOUT_ENV}=900.") from None
+    return max(value, 0.0)
+
+
+@contextlib.contextmanager
+def engine_deadline(seconds: float):
+    """Raise :class:`EngineStartTimeout` in the block if it runs longer than ``seconds`` (0: no limit).
+
+    Uses ``SIGALRM``, so it only works in the main thread (where notebooks and scripts run); the
+    engine's start waits in Python loops, where the signal is delivered.
+
+    >>> with engine_deadline(0): pass
+    """
+    import signal
+    import threading
+
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def _expired(signum, frame):
+        raise EngineStartTimeout(f"the vLLM engine did not start within {seconds:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
 
 
 def cache_dir() -> Path:
@@ -130,6 +202,13 @@ def embedded_model_path() -> Path:
     return final
 
 
+def is_embedded(model) -> bool:
+    """Whether ``model`` is the embedded SmolLM2-135M-Instruct (loaded from its cache folder or by name)."""
+    config = getattr(model, "config", None)
+    name = str(getattr(config, "name_or_path", "") or getattr(config, "_name_or_path", "") or "")
+    return name.rstrip("/").endswith(EMBEDDED_MODEL)
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------
@@ -213,12 +292,17 @@ def load_model(
     gpu_memory_utilization: float | None = None,
     max_lora_rank: int | None = None,
     trust_remote_code: bool = False,
+    engine_options: dict | None = None,
 ):
     """Load ``(model, tokenizer)``.
 
     On a CUDA GPU with unsloth installed: ``FastLanguageModel.from_pretrained`` in 16 bits
     (``load_in_4bit=False``) with ``fast_inference`` (vLLM generation, default: whether vLLM is
-    installed), ``gpu_memory_utilization`` and ``max_lora_rank`` from the profile. Elsewhere: plain
+    installed and usable: ``Hardware.vllm``), ``gpu_memory_utilization`` and ``max_lora_rank`` from
+    the profile, ``engine_options`` passed on to Unsloth's ``load_vllm`` (e.g. ``enforce_eager=True``).
+    The engine runs in this process (:data:`VLLM_ENV`) and must come up within
+    ``$GRPO_VLLM_START_TIMEOUT`` seconds (default 900), else a one-line :class:`ModelLoadError`; so
+    does an engine that fails to start. Elsewhere: plain
     transformers (fp32 on CPU; bf16 or fp16 on a GPU) with the same tokenizer fixes. ``name=None``
     loads the embedded offline model on CPU profiles, or when the hub cannot be reached.
     """
@@ -231,11 +315,13 @@ def load_model(
     sizes = settings(profile)
     max_seq_length = max_seq_length or sizes.max_seq_length
     max_lora_rank = max_lora_rank or sizes.lora_rank
-    gpu_memory_utilization = gpu_memory_utilization or sizes.gpu_memory_utilization or 0.6
-    if fast_inference and not (hw.cuda and importable("vllm")):
+    gpu_memory_utilization = (gpu_memory_utilization or _env_float(GPU_MEMORY_ENV, 0.05, 0.95)
+                              or sizes.gpu_memory_utilization or 0.6)
+    if fast_inference and not hw.vllm:
         raise ModelLoadError(
-            "fast_inference=True asks for vLLM, but vLLM is not installed or there is no CUDA GPU; "
-            "fix: `pip install 'grpo-notebooks[gpu]'` on a GPU machine, or pass fast_inference=False."
+            "fast_inference=True asks for vLLM, but vLLM cannot run here (no CUDA GPU, vllm not installed, a GPU "
+            "older than compute capability 8.0 such as a T4, or GRPO_NO_VLLM set); fix: pass fast_inference=False "
+            "(transformers/Unsloth generate), or `pip install 'grpo-notebooks[gpu]'` on a newer GPU."
         )
     resolved = resolve_name(name, profile)
     path = str(embedded_model_path()) if resolved is None else resolved
@@ -252,23 +338,37 @@ def load_model(
         import unsloth  # noqa: F401  (must come before transformers' models are built)
         from unsloth import FastLanguageModel
 
-        use_vllm = importable("vllm") if fast_inference is None else fast_inference
+        use_vllm = hw.vllm if fast_inference is None else fast_inference
+        if use_vllm:
+            for key, value in VLLM_ENV.items():
+                os.environ.setdefault(key, value)
         try:
-            model, tokenizer = FastLanguageModel.from_pretrained(
-                model_name=path,
-                max_seq_length=max_seq_length,
-                dtype=dtype,
-                load_in_4bit=False,  # 16-bit LoRA: RL wants exact log-probs of the policy
-                fast_inference=use_vllm,
-                gpu_memory_utilization=gpu_memory_utilization,
-                max_lora_rank=max_lora_rank,
-                trust_remote_code=trust_remote_code,
-            )
+            with engine_deadline(vllm_start_timeout() if use_vllm else 0):
+                model, tokenizer = FastLanguageModel.from_pretrained(
+                    model_name=path,
+                    max_seq_length=max_seq_length,
+                    dtype=dtype,
+                    load_in_4bit=False,  # 16-bit LoRA: RL wants exact log-probs of the policy
+                    fast_inference=use_vllm,
+                    gpu_memory_utilization=gpu_memory_utilization,
+                    max_lora_rank=max_lora_rank,
+                    trust_remote_code=trust_remote_code,
+                    **(engine_options or {}),
+                )
         except torch.cuda.OutOfMemoryError:
             raise ModelLoadError(
                 f"out of GPU memory loading {path}; fix: a smaller model, a lower gpu_memory_utilization "
                 f"(now {gpu_memory_utilization}) or max_seq_length (now {max_seq_length})."
             ) from None
+        except EngineStartTimeout as exc:
+            raise ModelLoadError(f"{exc}; fix: pass fast_inference=False (transformers generates), or raise "
+                                 f"{VLLM_START_TIMEOUT_ENV} if this machine is just slow.") from None
+        except Exception as exc:
+            if not use_vllm or isinstance(exc, (ModelLoadError, KeyboardInterrupt)):
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ModelLoadError(f"the vLLM engine could not start for {path} ({type(exc).__name__}: {first}); "
+                                 "fix: pass fast_inference=False (transformers generates).") from exc
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

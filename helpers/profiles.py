@@ -32,7 +32,10 @@ class Settings:
 _TABLE = {
     # Colab's free T4: 15 GB, fp16. A 1.5B instruct model in 16-bit with rank-64 LoRA and vLLM fits.
     "colab-t4": Settings("colab-t4", "unsloth/Qwen2.5-1.5B-Instruct", 1024, 64, 0.6, 8, 512, 8, 250, 60, 200, 512),
-    "gpu": Settings("gpu", "unsloth/Qwen2.5-3B-Instruct", 2048, 64, 0.7, 16, 1024, 16, 500, 100, 500, 1024),
+    # gpu: 300 GRPO steps of 2 prompts x 16 completions x 512 tokens after a 30-step SFT warm-up (format,
+    # not answers: GRPO is left the accuracy to learn); measured with the embedded model on an H200
+    # through Unsloth + vLLM (README "Results on a GPU", benchmarks/gpu_e2e/).
+    "gpu": Settings("gpu", "unsloth/Qwen2.5-3B-Instruct", 2048, 64, 0.7, 16, 512, 32, 300, 30, 500, 512),
     # cpu: a short SFT warm-up (8 steps: the format half learned) leaves GRPO the format and the
     # answers to learn; 24 GRPO steps of 2 prompts x 4 completions x 80 tokens (~25 s each on 2 cores;
     # two prompts per step halve the noise of the reward curve). README "Results" has what it reached.

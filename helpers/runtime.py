@@ -37,7 +37,7 @@ class Hardware:
     colab: bool
     notebook: bool
     unsloth: bool
-    vllm: bool
+    vllm: bool  # vLLM installed and usable: a GPU of compute capability >= 8.0 (not a T4), $GRPO_NO_VLLM unset
 
     @property
     def t4_class(self) -> bool:
@@ -50,6 +50,13 @@ class Hardware:
 
     def as_dict(self) -> dict:
         return asdict(self) | {"t4_class": self.t4_class, "headless": self.headless}
+
+
+NO_VLLM_ENV = "GRPO_NO_VLLM"  # 1: generate without vLLM even where it is installed
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def importable(module: str) -> bool:
@@ -96,7 +103,7 @@ def detect() -> Hardware:
         colab=in_colab(),
         notebook=in_notebook(),
         unsloth=cuda and importable("unsloth"),
-        vllm=cuda and importable("vllm"),
+        vllm=cuda and importable("vllm") and capability >= (8, 0) and not _env_flag(NO_VLLM_ENV),
     )
 
 

@@ -66,7 +66,8 @@ def test_gpu_profiles_follow_unsloths_recipe():
     assert t4["gradient_checkpointing"] is True
     gpu = GRPOSettings.for_profile("gpu").trl_kwargs("/tmp/x", H100)
     assert gpu["bf16"] and not gpu["fp16"] and 8 <= gpu["num_generations"] <= 16
-    assert gpu["max_completion_length"] > t4["max_completion_length"] and "use_vllm" not in gpu
+    assert gpu["max_completion_length"] >= t4["max_completion_length"] and "use_vllm" not in gpu
+    assert gpu["per_device_train_batch_size"] == 2 * gpu["num_generations"]  # two prompts per step
     assert GRPOSettings.for_profile("cpu").learning_rate > 5e-6  # few steps on a small model
 
 
