@@ -308,7 +308,7 @@ def merge_lora(model, dtype=None):
         raise TypeError(f"merge_lora needs a PeftModel, got {type(model).__name__}; "
                         "fix: pass the model with its LoRA adapter (helpers.saving.load_adapter).")
     target = merged_dtype(model, dtype)
-    merged = copy.deepcopy(model).merge_and_unload(adapter_names=[_peft_active_adapter(model)])
+    merged = copy.deepcopy(model, memo=_shared_engines(model)).merge_and_unload(adapter_names=[_peft_active_adapter(model)])
     merged = merged.to(target)
     merged.config.dtype = target
     merged.eval()
@@ -324,9 +324,36 @@ def unsloth_merged_kwargs(tokenizer) -> dict:
     return {"tokenizer": tokenizer, "save_method": "merged_16bit", "safe_serialization": True}
 
 
+def _shared_engines(model) -> dict:
+    """A ``deepcopy`` memo that keeps a model's vLLM engine (Unsloth's ``fast_inference``) shared, not copied:
+    an engine holds queues and CUDA state that cannot be copied ("cannot pickle '_queue.SimpleQueue'")."""
+    memo = {}
+    for module in model.modules():  # the engine hangs off the transformers model inside the PEFT wrappers
+        for name in ("vllm_engine", "fast_generate", "fast_generate_batches"):
+            value = vars(module).get(name)
+            if value is not None:
+                memo[id(value)] = value
+    return memo
+
+
+def unsloth_export(model, name: str) -> bool:
+    """Whether ``model`` has Unsloth's export method ``name`` (``save_pretrained_merged``/``_gguf``) of its own.
+
+    Unsloth's ``get_peft_model`` binds them on the PEFT model itself. A ``peft.PeftModel.from_pretrained``
+    adapter (``load_adapter``) only forwards the attribute to the base model, whose method then refuses
+    (Unsloth 2026.10, unsloth#11698: "This model has LoRA layers, but the save method was called on the
+    base model"), so such a model is merged with PEFT instead.
+    """
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        return name in vars(model)
+    return hasattr(model, name)
+
+
 def _use_unsloth(model) -> bool:
     hw = detect()
-    return hw.cuda and hw.unsloth and hasattr(model, "save_pretrained_merged")
+    return hw.cuda and hw.unsloth and unsloth_export(model, "save_pretrained_merged")
 
 
 def save_merged(model, tokenizer, out_dir: str | os.PathLike, *, dtype=None, use_unsloth: bool | None = None) -> Path:
@@ -368,7 +395,7 @@ def gguf_unavailable_reason(model=None) -> str | None:
         return f"GGUF export is not available here: it runs through Unsloth on a CUDA GPU and this machine has none; {alternative}"
     if not importable("unsloth"):
         return f"GGUF export is not available here: unsloth is not installed (pip install 'grpo-notebooks[gpu]'); {alternative}"
-    if model is not None and not hasattr(model, "save_pretrained_gguf"):
+    if model is not None and not unsloth_export(model, "save_pretrained_gguf"):
         return ("GGUF export is not available for this model: it was not loaded through Unsloth "
                 f"(no save_pretrained_gguf); load it with helpers.loading.load_model on the GPU; {alternative}")
     return None

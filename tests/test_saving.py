@@ -269,3 +269,42 @@ def test_adapter_for_another_base_model_gets_a_clear_error(saved, tmp_path):
     with pytest.raises(AdapterLoadError) as err:
         saving.load_adapter(base, folder)
     assert "does not fit this model" in _one_line_error(err)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unsloth + vLLM models (seen on the GPU machine, 2026-11-30)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_merge_shares_a_vllm_engine_instead_of_copying_it(adapter_model):
+    """Unsloth's fast_inference model carries its vLLM engine (queues, CUDA state) as ``vllm_engine``;
+    a deep copy of it failed notebook 08 with "cannot pickle '_queue.SimpleQueue'"."""
+    import queue
+
+    model, _ = adapter_model
+    inner = model.get_base_model()
+    inner.vllm_engine = queue.SimpleQueue()  # as uncopyable as the real engine
+    try:
+        merged = saving.merge_lora(model)
+        assert merged.vllm_engine is inner.vllm_engine
+        assert not any("lora_" in n for n, _ in merged.named_parameters())
+    finally:
+        del inner.vllm_engine
+
+
+def test_unsloth_export_needs_the_method_on_the_peft_model_itself():
+    """A ``PeftModel.from_pretrained`` adapter only forwards Unsloth's export method to the base model,
+    which refuses it (unsloth#11698); only a method bound on the PEFT model itself counts."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=2))
+    base.save_pretrained_merged = lambda *a, **k: None  # Unsloth binds it on the model it loads
+    peft = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert peft.save_pretrained_merged  # forwarded by PeftModel.__getattr__ ...
+    assert not saving.unsloth_export(peft, "save_pretrained_merged")  # ... but not its own
+    peft.save_pretrained_merged = lambda *a, **k: None  # what Unsloth's get_peft_model does
+    assert saving.unsloth_export(peft, "save_pretrained_merged")
+    assert saving.unsloth_export(base, "save_pretrained_merged")

@@ -15,7 +15,12 @@ job() {  # job NAME: the work of one job, in this shell
   local name=$1 run=/tmp/runs/$1
   case $name in
     e2e-*)  # the suite's own command, all eight notebooks, gpu profile, Unsloth + vLLM
-      python3 -m helpers.cli run --profile gpu --out "$run" --seed "${name#e2e-}" ;;
+      python3 -m helpers.cli run --profile gpu --out "$run" --seed "${name#e2e-}" --from "${FROM:-1}" ;;
+    08-*)  # notebook 08 again in an existing gpu run (after a fix)
+      nb "/tmp/runs/${name#08-}" 08_save_and_evaluate -p profile gpu ;;
+    t4-08)  # the rehearsal's notebook 08 again (after a fix)
+      export PYTHONPATH=$PWD/benchmarks/gpu_e2e/t4:$PYTHONPATH GRPO_NO_VLLM=1 GRPO_PROFILE=colab-t4 GRPO_T4_PEAK_DIR=/tmp/runs/t4/peak
+      nb /tmp/runs/t4 08_save_and_evaluate -p profile colab-t4 -p eval_problems 64 ;;
     t4)  # colab-t4 rehearsal: fp16, no bf16, no vLLM, memory capped at 15 GiB (t4/sitecustomize.py), notebooks 06-08
       export PYTHONPATH=$PWD/benchmarks/gpu_e2e/t4:$PYTHONPATH GRPO_NO_VLLM=1 GRPO_PROFILE=colab-t4 GRPO_T4_PEAK_DIR=$run/peak
       nb "$run" 06_sft_warmup -p profile colab-t4 && nb "$run" 07_grpo_training -p profile colab-t4 -p grpo_steps 30 \
