@@ -28,15 +28,18 @@ def test_identical_first_install_cell():
     assert {name: src == reference for name, src in first.items()} == {name: True for name in first}
 
 
-@pytest.mark.parametrize("smi, extra", [
-    ("7.5, 570.124.06\n", "t4"),  # Colab's T4 with its CUDA 12.8 driver
-    ("7.5, 580.82.07\n", "t4"),  # a T4 with a CUDA 13 driver: still no vLLM (benchmarks/t4.md)
-    ("8.9, 570.124.06\n", "t4"),  # an L4 whose driver predates CUDA 13: vLLM 0.26 cannot load
-    ("9.0, 580.159.04\n9.0, 580.159.04\n", "gpu"),  # the GPU machine's H200 (two GPUs: first line)
-    (FileNotFoundError, "t4"),  # no nvidia-smi: a CPU runtime
+@pytest.mark.parametrize("smi, torch, extra", [
+    ("7.5, 570.124.06\n", "2.11.0+cu128", "t4"),  # Colab's T4 (Colab: CUDA 12.8 image, 2026-08)
+    ("7.5, 580.82.07\n", "2.11.0", "t4"),  # a T4 with CUDA 13: still no vLLM (benchmarks/t4.md)
+    ("8.9, 570.124.06\n", "2.11.0+cu128", "t4"),  # an L4 whose driver predates CUDA 13
+    ("8.0, 580.82.07\n", "2.11.0+cu128", "t4"),  # driver fine, but torch is a CUDA 12 build
+    ("9.0, 580.159.04\n9.0, 580.159.04\n", "2.11.0", "gpu"),  # two H200s as on the GPU machine
+    (FileNotFoundError, "2.11.0+cpu", "t4"),  # no nvidia-smi: a CPU runtime
 ])
-def test_install_cell_picks_the_extra_for_the_gpu(monkeypatch, smi, extra):
-    """The first cell, run as on Colab with a faked nvidia-smi and pip, installs the right extra."""
+def test_install_cell_picks_the_extra_for_the_gpu(monkeypatch, smi, torch, extra):
+    """The first cell, run as on Colab with a faked nvidia-smi, torch and pip, installs the right extra."""
+    import importlib.metadata
+
     calls = []
 
     def fake_run(args, **kwargs):
@@ -48,6 +51,7 @@ def test_install_cell_picks_the_extra_for_the_gpu(monkeypatch, smi, extra):
         return subprocess.CompletedProcess(args, 1 if "import helpers" in args else 0)  # not installed yet
 
     monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: {"torch": torch}[name])
     monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
     monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "1")  # restored afterwards, whatever the cell sets
     exec(compile("".join(cells(NOTEBOOKS[0])[0]["source"]), "install-cell", "exec"), {})
