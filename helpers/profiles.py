@@ -30,7 +30,8 @@ class Settings:
 
 
 _TABLE = {
-    # Colab's free T4: 15 GB, fp16. A 1.5B instruct model in 16-bit with rank-64 LoRA and vLLM fits.
+    # Colab's free T4: 15 GB, fp16, no vLLM (the `t4` extra: benchmarks/t4.md), so gpu_memory_utilization
+    # is unused there. A 1.5B instruct model in 16-bit with rank-64 LoRA fits.
     "colab-t4": Settings("colab-t4", "unsloth/Qwen2.5-1.5B-Instruct", 1024, 64, 0.6, 8, 512, 8, 250, 60, 200, 512),
     # gpu: 300 GRPO steps of 2 prompts x 16 completions x 512 tokens after a 30-step SFT warm-up (format,
     # not answers: GRPO is left the accuracy to learn); measured with the embedded model on an H200

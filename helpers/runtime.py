@@ -2,7 +2,8 @@
 
 One code path serves every machine; a *profile* only sizes it:
 
-- ``colab-t4``: a T4-class GPU (compute capability 7.5, ~15 GB, fp16 only), Unsloth + vLLM
+- ``colab-t4``: a T4-class GPU (compute capability 7.5, ~15 GB, fp16 only), Unsloth without vLLM
+  (the ``t4`` extra; benchmarks/t4.md)
 - ``gpu``: any other CUDA GPU (bf16 where supported), Unsloth (+ vLLM when installed)
 - ``cpu``: no GPU; the embedded offline model, short completions, minutes not hours
 - ``ci``: ``cpu`` shrunk to seconds per notebook
