@@ -111,9 +111,9 @@ class _Pace:
 def training_line(stage: str, row: Mapping[str, Any], total: int | None, pace: _Pace) -> str:
     """One line for a logged training step (GRPO: reward, format compliance, accuracy; SFT: loss).
 
-    >>> training_line("grpo", {"step": 2, "time": 20.0, "elapsed_s": 20.0, "reward": 0.5,
+    >>> training_line("grpo", {"step": 1, "time": 10.0, "elapsed_s": 10.0, "reward": 0.5,
     ...     "rewards/format_compliance/mean": 0.25, "rewards/accuracy/mean": 0.0}, 4, _Pace())
-    'grpo step 2/4 | reward 0.5 | format 25% | accuracy 0% | 10.0 s/step | 0:20 left'
+    'grpo step 1/4 | reward 0.5 | format 25% | accuracy 0% | 10.0 s/step | 0:30 left'
     """
     step = int(row["step"])
     parts = [f"{stage} step {step}/{total}" if total else f"{stage} step {step}"]
