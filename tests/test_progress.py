@@ -40,7 +40,7 @@ def test_lines_appear_while_the_file_grows(tmp_path):
         thread.join()
     assert [line for line, _ in lines][0].startswith("  grpo step 2/4 | reward 0.5 | format 25% | accuracy 12% |")
     assert [line.split(" | ")[0] for line, _ in lines] == ["  grpo step 2/4", "  grpo step 3/4", "  grpo step 4/4"]
-    for (_, step, written), (line, shown) in zip(seen, lines, strict=True):
+    for (_, step, written), (_line, shown) in zip(seen, lines, strict=True):
         assert shown - written < 0.5, f"step {step} was shown {shown - written:.2f} s after it was written"
     assert lines[0][1] < finished["at"], "the first line must appear before the writer finishes"
     assert "s/step" in lines[-1][0] and "0:00 left" in lines[-1][0]
