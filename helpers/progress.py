@@ -62,7 +62,7 @@ class RunLog:
             if self.path is not None:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
                 with open(self.path, "a", encoding="utf-8") as f:
-                    f.write(f"{stamp} {line}\n")
+                    f.writelines(f"{stamp} {part}\n" for part in line.splitlines())
 
     @property
     def tty(self) -> bool:

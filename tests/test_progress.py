@@ -81,3 +81,6 @@ def test_evaluation_and_sft_lines_and_the_log_file(tmp_path):
     logged = (tmp_path / "run.log").read_text().splitlines()
     assert [line.split(" ", 2)[2] for line in logged] == stream.getvalue().splitlines()  # each with date and time
     time.strptime(logged[0][:19], "%Y-%m-%d %H:%M:%S")
+    log("table:\n  base 0%", echo=False)  # a block of lines: each gets its time; not printed
+    assert [line[24:] for line in (tmp_path / "run.log").read_text().splitlines()[-2:]] == ["table:", "  base 0%"]
+    assert "table" not in stream.getvalue()
