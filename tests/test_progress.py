@@ -84,3 +84,26 @@ def test_evaluation_and_sft_lines_and_the_log_file(tmp_path):
     log("table:\n  base 0%", echo=False)  # a block of lines: each gets its time; not printed
     assert [line[24:] for line in (tmp_path / "run.log").read_text().splitlines()[-2:]] == ["table:", "  base 0%"]
     assert "table" not in stream.getvalue()
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_gets_a_bar_as_well(tmp_path):
+    (tmp_path / "grpo").mkdir()
+    stream = Terminal()
+    log = RunLog(tmp_path / "run.log", stream)
+    follower = Follower(tmp_path, log, {"grpo": 4}, interval=60)
+    append(tmp_path / "grpo" / "metrics.jsonl", grpo_row(1, 2.0))
+    follower.poll()
+    assert log.bar is not None and log.bar.n == 1 and log.bar.total == 4
+    log.close_bar()
+    out = stream.getvalue()
+    assert "grpo step 1/4 | reward 0.5" in out and "1/4 [" in out  # the line, and tqdm's bar "25%|██▌ | 1/4 [..."
+    assert "\r" not in (tmp_path / "run.log").read_text()  # the log file gets the lines, never the bar
+    plain = io.StringIO()  # not a terminal: the lines only
+    follower = Follower(tmp_path, RunLog(None, plain), {"grpo": 4}, interval=60)
+    append(tmp_path / "grpo" / "metrics.jsonl", grpo_row(2, 4.0))
+    assert follower.poll() == 1 and plain.getvalue().startswith("  grpo step 2/4") and "[" not in plain.getvalue()
