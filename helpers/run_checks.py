@@ -212,7 +212,7 @@ def model_plan(model: str | None, profile: str) -> tuple[str | None, str]:
         if not (path / "config.json").is_file():
             raise UsageError(f"--model {model}: the folder has no config.json, so it is not a model folder; "
                              "fix: pass the folder that holds config.json and the weights.")
-        return str(path.resolve()), f"{path.resolve()} (local folder)"
+        return str(path.absolute()), f"{path.absolute()} (local folder)"
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise UsageError(f"--model {model}: no such folder; fix: check the path, or pass a hub id like "
                          "'unsloth/Qwen2.5-1.5B-Instruct'.")

@@ -72,11 +72,14 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_resume_continues_a_killed_notebook_07(tmp_path):
-    out = tmp_path / "run"
+def test_resume_continues_a_killed_notebook_07(tmp_path, embedded_path):
+    """Also: --model reaches the real notebook (the adapter records its base model), and --resume reuses it."""
+    out, model = tmp_path / "run", tmp_path / "my-model"
+    model.symlink_to(embedded_path)  # a folder of its own name, so the adapter's record shows which was loaded
     metrics, checkpoints = out / "grpo" / "metrics.jsonl", out / "grpo" / "checkpoints"
     cli = [sys.executable, "-m", "helpers.cli", "run"]
-    sizes = ["-p", "grpo_steps=4", "-p", "num_generations=2", "-p", "max_completion_length=8"]
+    sizes = ["-p", "grpo_steps=4", "-p", "num_generations=2", "-p", "max_completion_length=8",
+             "--model", str(model)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen(cli + ["--profile", "ci", "--out", str(out), "--from", "7", "--to", "7", *sizes],
@@ -98,7 +101,7 @@ def test_resume_continues_a_killed_notebook_07(tmp_path):
     assert _steps(metrics)[:3] == [1, 2, 3] and not (out / "grpo" / "adapter").exists()
     assert json.loads((out / "state.json").read_text())["running"] == "07_grpo_training.ipynb"
 
-    again = subprocess.run(cli + ["--profile", "ci", "--out", str(out), "--from", "7", "--to", "7"], cwd=REPO,
+    again = subprocess.run(cli + ["--profile", "ci", "--out", str(out), "--to", "7"], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and len(again.stderr.strip().splitlines()) == 1, again.stderr
     assert "--resume" in again.stderr and "--fresh" in again.stderr and newest_checkpoint(checkpoints)
@@ -107,9 +110,11 @@ def test_resume_continues_a_killed_notebook_07(tmp_path):
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "continuing at 07_grpo_training.ipynb with -p grpo_steps=4" in resumed.stdout
+    assert f"model: {model} (local folder)" in resumed.stdout
     shown = [line.split(" | ")[0].strip() for line in resumed.stdout.splitlines() if "grpo step" in line]
     assert shown[-1] == "grpo step 4/4" and "grpo step 1/4" not in shown, resumed.stdout  # continued, not restarted
     assert _steps(metrics) == [1, 2, 3, 4], "a metric step lost or logged twice"
     info = json.loads((out / "grpo" / "adapter" / "training.json").read_text())
     assert info["steps"] == 4 and info["resumed_from"].endswith("checkpoint-2")
+    assert info["base_model"] == str(model)  # --model reached notebook 07's load_policy
     assert json.loads((out / "state.json").read_text())["completed"] == ["07_grpo_training.ipynb"]
