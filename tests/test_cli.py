@@ -230,3 +230,14 @@ def test_info_lists_the_optional_parts(capsys):
     for part in ("GPU (CUDA)", "bf16", "Unsloth", "vLLM", "Chromium"):
         assert f"  {part}  " in out or f"  {part} " in out, part
     assert out.count("->") == 5
+
+
+def test_papermill_sees_every_parameter_of_every_notebook():
+    """papermill skips a parameters-cell line holding two '=' (e.g. '>=' in its comment): -p could then not set it."""
+    import papermill as pm
+
+    for nb in cli.select_notebooks(cli.notebooks_dir(), 1, 99):
+        cell = next(c for c in nbformat.read(nb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        names = [line.split("=")[0].strip() for line in cell.source.splitlines()
+                 if "=" in line and not line.lstrip().startswith("#")]
+        assert list(pm.inspect_notebook(str(nb))) == names, f"{nb.name}: a parameter papermill cannot read"
