@@ -82,8 +82,8 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
     ``seed`` goes to every notebook that declares ``seed``, ``model`` to every one that declares ``model_name``,
     ``params`` (``"name=value"``) to every one that declares ``name``; ``first``/``last`` default to 1 and 8.
     ``resume``: skip the notebooks this run folder completed, continue GRPO from its newest checkpoint, and
-    reuse the options it ran with, its notebook range included (those given again win); ``fresh``: start over (earlier checkpoints moved aside). Neither, in a folder that holds
-    checkpoints, is refused. Executed notebooks go to ``<out>/notebooks/``, the lines printed to
+    reuse the options it ran with, its notebook range included (those given again win); ``fresh``: start
+    over (earlier checkpoints moved aside). Neither, in a folder that holds checkpoints, is refused. Executed notebooks go to ``<out>/notebooks/``, the lines printed to
     ``<out>/run.log``, times to ``<out>/timings.json``, the report to ``<out>/report.md``.
     """
     import papermill as pm
@@ -164,7 +164,8 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
     executed_dir = run_dir / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
     sizes = settings(profile)
-    totals = {"sft": _given(values, "sft_steps") or sizes.sft_steps, "grpo": _given(values, "grpo_steps") or sizes.grpo_steps}
+    totals = {"sft": _given(values, "sft_steps") or sizes.sft_steps,
+              "grpo": _given(values, "grpo_steps") or sizes.grpo_steps}
     config = kernel_config()
     for i, nb in enumerate(chosen, 1):
         start = time.perf_counter()
