@@ -83,8 +83,9 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
     ``params`` (``"name=value"``) to every one that declares ``name``; ``first``/``last`` default to 1 and 8.
     ``resume``: skip the notebooks this run folder completed, continue GRPO from its newest checkpoint, and
     reuse the options it ran with, its notebook range included (those given again win); ``fresh``: start
-    over (earlier checkpoints moved aside). Neither, in a folder that holds checkpoints, is refused. Executed notebooks go to ``<out>/notebooks/``, the lines printed to
-    ``<out>/run.log``, times to ``<out>/timings.json``, the report to ``<out>/report.md``.
+    over (earlier checkpoints moved aside). Neither, in a folder that holds checkpoints, is refused.
+    Executed notebooks go to ``<out>/notebooks/``, the lines printed to ``<out>/run.log``, times to
+    ``<out>/timings.json``, options and progress to ``<out>/state.json``, the report to ``<out>/report.md``.
     """
     import papermill as pm
 
