@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 RESULTS_JSON, RESULTS_MD, ACCURACY_PNG = "results.json", "results.md", "accuracy.png"
+PROGRESS_JSONL = "progress.jsonl"  # one line per finished batch while evaluate_sets generates (the CLI follows it)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,7 +329,7 @@ def _vllm_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, sa
 
 
 def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samples_per_problem, batch_size, seed,
-                 progress, desc) -> Generation:
+                 progress, desc, on_batch=None) -> Generation:
     import torch
     from tqdm.auto import tqdm
 
@@ -360,6 +361,8 @@ def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samp
                     lengths.append([c if c is not None else sum(t != tokenizer.pad_token_id for t in seq)
                                     for seq, c in zip(group, cut, strict=True)])
                     truncated.append([c is None for c in cut])
+                if on_batch is not None:
+                    on_batch(min(begin + batch_size, len(prompts)))
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
@@ -368,12 +371,14 @@ def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samp
 
 def generate_completions(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 128, temperature: float = 0.0,
                          samples_per_problem: int = 1, batch_size: int = 16, seed: int = 0, progress: bool = True,
-                         lora: tuple[str, str, int] | None = None, desc: str = "generating") -> Generation:
+                         lora: tuple[str, str, int] | None = None, desc: str = "generating",
+                         on_batch=None) -> Generation:
     """Completions for already rendered ``prompts`` (:func:`helpers.chat_template.render_prompt`).
 
     Greedy by default; ``temperature > 0`` samples ``samples_per_problem`` completions per prompt
     (seeded). vLLM where :func:`uses_vllm` (then ``lora=(name, folder, id)`` picks an adapter),
-    transformers otherwise (the model's active adapters are used as they are set).
+    transformers otherwise (the model's active adapters are used as they are set). ``on_batch(done)`` is
+    called with the number of prompts done after each transformers batch.
     """
     _check_sampling(temperature, samples_per_problem, max_new_tokens)
     prompts = list(prompts)
@@ -385,7 +390,7 @@ def generate_completions(model, tokenizer, prompts: list[str], *, max_new_tokens
                          "(helpers.saving.load_adapter) and pass lora=None.")
     return _hf_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                         samples_per_problem=samples_per_problem, batch_size=batch_size, seed=seed,
-                        progress=progress, desc=desc)
+                        progress=progress, desc=desc, on_batch=on_batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -594,7 +599,8 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     :func:`helpers.loading.load_model`) or a vLLM engine. With transformers the adapters are
     loaded onto that one model and switched (``set_adapter``; ``disable_adapter`` for the base), and
     the model is given back as it came. With ``write``, each table goes to the run folder's
-    ``eval/`` (:func:`write_results`). ``threads``: torch CPU threads while generating (``None``: the
+    ``eval/`` (:func:`write_results`), and its progress (one JSON line per model start and batch) to
+    ``eval/progress.jsonl``. ``threads``: torch CPU threads while generating (``None``: the
     cores not already busy, :func:`helpers.sft.cpu_threads`; on a busy 2-core machine two OpenMP
     threads run several times slower than one).
     """
@@ -627,8 +633,11 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
                       batch_size=batch_size, seed=seed, progress=progress)
     from .sft import cpu_threads
 
+    log_progress = _progress_log(layout.eval / PROGRESS_JSONL if write else None,
+                                 ["base"] * include_base + list(adapters), len(prompts))
     with cpu_threads(threads):
-        generations, backend = _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs)
+        generations, backend = _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs,
+                                             log_progress)
     tables = {}
     for name, ds in sets.items():
         lo, hi = spans[name]
@@ -662,19 +671,44 @@ def _as_dataset(dataset, problems: int):
     return dataset.select(range(problems)) if len(dataset) > problems else dataset
 
 
-def _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs) -> tuple[list, str]:
+def _progress_log(path: Path | None, models: list[str], total: int):
+    """``log(model)``: a callback factory that appends ``{"model", "index", "models", "done", "total"}`` lines to
+    ``path`` (emptied first) at a model's start and after each batch; without a path it logs nothing."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+
+    def log(name: str):
+        def done(n: int) -> None:
+            if path is not None:
+                row = {"time": time.time(), "model": name, "index": models.index(name) + 1, "models": len(models),
+                       "done": n, "total": total}
+                with open(path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+        done(0)
+        return done
+    return log
+
+
+def _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs, log_progress=None) -> tuple[list, str]:
     """``[(model name, Generation)]`` for the base model and each adapter; the model is given back as it came."""
     from .saving import load_adapter
+
+    log_progress = log_progress or _progress_log(None, [], 0)
 
     out: list[tuple[str, Generation]] = []
     backend = "vllm" if uses_vllm(model) else "transformers"
     if backend == "vllm":
         if include_base:
+            done = log_progress("base")
             out.append(("base", generate_completions(model, tokenizer, prompts, desc="base", **gen_kwargs)))
+            done(len(prompts))
         for name, path in adapters.items():
             lora = (name, str(path), vllm_lora_id(path))
+            done = log_progress(name)
             out.append((name, generate_completions(model, tokenizer, prompts, lora=lora, desc=name,
                                                    **gen_kwargs)))
+            done(len(prompts))
         return out, backend
     from peft import PeftModel
 
@@ -690,12 +724,15 @@ def _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs)
         if include_base:
             if isinstance(peft_model, PeftModel):
                 with peft_model.disable_adapter():
-                    out.append(("base", generate_completions(peft_model, tokenizer, prompts, desc="base", **gen_kwargs)))
+                    out.append(("base", generate_completions(peft_model, tokenizer, prompts, desc="base",
+                                                             on_batch=log_progress("base"), **gen_kwargs)))
             else:
-                out.append(("base", generate_completions(peft_model, tokenizer, prompts, desc="base", **gen_kwargs)))
+                out.append(("base", generate_completions(peft_model, tokenizer, prompts, desc="base",
+                                                         on_batch=log_progress("base"), **gen_kwargs)))
         for name, key in zip(adapters, added, strict=True):
             peft_model.set_adapter(key)
-            out.append((name, generate_completions(peft_model, tokenizer, prompts, desc=name, **gen_kwargs)))
+            out.append((name, generate_completions(peft_model, tokenizer, prompts, desc=name,
+                                                   on_batch=log_progress(name), **gen_kwargs)))
     finally:  # give the model back as it came
         if was_peft:
             for key in added:

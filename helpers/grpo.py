@@ -27,7 +27,9 @@ writes into ``checkpoint-N`` directly and writes ``trainer_state.json`` last, so
 saving leaves a folder without it: :func:`newest_checkpoint` only counts complete ones and
 ``resume=True`` deletes incomplete ones before continuing from the newest complete checkpoint
 (global step, optimizer, scheduler, data order and RNG restored). ``resume=False`` starts over and
-clears the run's old checkpoints. The metrics history (``<run>/grpo/metrics.jsonl``, written by
+moves the earlier run's checkpoints, adapter and metrics aside (``grpo/previous-<time>/``); ``resume=None``
+(the default) refuses to touch a folder that already holds checkpoints (:func:`check_checkpoints`), so a
+rerun never discards a killed run's progress unless told to. The metrics history (``<run>/grpo/metrics.jsonl``, written by
 ``helpers.dashboard``) is cut back to the checkpoint's step when training resumes, so steps logged
 after the checkpoint by the killed run are logged again once, not twice.
 
@@ -65,7 +67,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LOSS_TYPES", "SCALE_REWARDS", "GRPOResult", "GRPOSettings", "GuardedReward", "RewardFunctionError",
-    "check_dataset", "complete_checkpoints", "group_advantages", "guard_rewards", "load_policy", "newest_checkpoint",
+    "CheckpointsExistError", "check_checkpoints", "check_dataset", "complete_checkpoints", "group_advantages", "guard_rewards", "load_policy", "newest_checkpoint",
     "read_curves", "train_grpo",
 ]
 
@@ -584,6 +586,35 @@ def newest_checkpoint(folder: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+class CheckpointsExistError(RuntimeError):
+    """Training would start over in a folder that holds an earlier run's checkpoints (message: cause and fix)."""
+
+
+def check_checkpoints(folder: str | os.PathLike, resume: bool | None) -> None:
+    """Refuse (:class:`CheckpointsExistError`) when ``folder`` holds ``checkpoint-*`` folders and ``resume`` is
+    ``None``: the caller must say whether to continue (``True``) or start over (``False``)."""
+    folder = Path(folder)
+    if resume is not None or not folder.is_dir() or not any(p.is_dir() for p in folder.glob("checkpoint-*")):
+        return
+    newest = newest_checkpoint(folder)
+    raise CheckpointsExistError(
+        f"{folder} holds checkpoints of an earlier run (newest complete: {newest.name if newest else 'none'}); "
+        "fix: resume=True (grpo-notebooks run --resume) to continue from it, or resume=False "
+        "(grpo-notebooks run --fresh) to start over (the old checkpoints are moved aside, not deleted).")
+
+
+def _set_aside(stage: Path) -> Path | None:
+    """Move an earlier run's checkpoints, adapter and metrics in ``stage`` to ``stage/previous-<time>/``."""
+    old = [stage / name for name in ("checkpoints", "adapter", "metrics.jsonl") if (stage / name).exists()]
+    if not old:
+        return None
+    aside = stage / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir(parents=True, exist_ok=True)
+    for path in old:
+        os.replace(path, aside / path.name)
+    return aside
+
+
 def _drop_incomplete(folder: Path) -> list[Path]:
     dropped = []
     for p in folder.glob("checkpoint-*") if folder.is_dir() else ():
@@ -665,7 +696,7 @@ class GRPOResult:
 
 
 def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSettings | None = None,
-               run_dir: str | os.PathLike | None = None, resume: bool = False, dashboard: bool | dict = True,
+               run_dir: str | os.PathLike | None = None, resume: bool | None = None, dashboard: bool | dict = True,
                callbacks=None, profile: str | None = None, **overrides) -> GRPOResult:
     """Train ``model`` (a LoRA model, see :func:`load_policy`) with TRL's ``GRPOTrainer``.
 
@@ -673,7 +704,9 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     ``rewards``: a ``helpers.rewards.RewardSet`` (default ``reward_functions()``), a ``(funcs, weights)``
     pair or a list of functions; ``settings`` or ``overrides`` (fields of :class:`GRPOSettings`);
     ``resume=True`` continues from the newest complete checkpoint in ``<run>/grpo/checkpoints``
-    (a fresh start when there is none); ``dashboard``: attach ``helpers.dashboard`` (``True`` or a dict
+    (a fresh start when there is none), ``resume=False`` starts over (an earlier run's checkpoints, adapter
+    and metrics are moved to ``<run>/grpo/previous-<time>/``), ``resume=None`` refuses with
+    :class:`CheckpointsExistError` if there are checkpoints (:func:`check_checkpoints`); ``dashboard``: attach ``helpers.dashboard`` (``True`` or a dict
     of its options), which writes ``<run>/grpo/metrics.jsonl`` and the PNG curves.
     The final adapter goes to ``<run>/grpo/adapter`` (atomically).
     """
@@ -702,6 +735,7 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
 
     layout = RunLayout(run_dir)
     folder = layout.grpo_checkpoints
+    check_checkpoints(folder, resume)
     resumed_from = None
     if resume:
         for p in _drop_incomplete(folder):
@@ -709,9 +743,9 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
         resumed_from = newest_checkpoint(folder)
         print(f"resuming from {resumed_from}" if resumed_from else f"resume=True but no checkpoint in {folder}: "
               "starting fresh", flush=True)
-    elif folder.exists() and any(folder.glob("checkpoint-*")):
-        print(f"resume=False: starting over, removing the old checkpoints in {folder}", flush=True)
-        shutil.rmtree(folder)
+    elif resume is False and (aside := _set_aside(folder.parent)):
+        print(f"resume=False: starting over; the earlier run's checkpoints, adapter and metrics are in {aside}",
+              flush=True)
     folder.mkdir(parents=True, exist_ok=True)
 
     vllm = hasattr(model, "vllm_engine") or hasattr(getattr(model, "base_model", None), "vllm_engine")
@@ -754,7 +788,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.grpo", description=main.__doc__)
     parser.add_argument("--run-dir", required=True, help="the run folder (checkpoints, metrics, adapter)")
     parser.add_argument("--profile", choices=PROFILES, help="default: detected, or $GRPO_PROFILE")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    again.add_argument("--fresh", action="store_true", help="start over (earlier checkpoints are moved aside)")
     parser.add_argument("--no-sft", action="store_true", help="start from the base model even if an SFT adapter exists")
     parser.add_argument("--gsm8k", action="store_true", help="GSM8K (local copy or hub) instead of synthetic problems")
     parser.add_argument("--problems", type=int, default=200, help="synthetic problems (default 200)")
@@ -777,7 +813,8 @@ def main(argv: list[str] | None = None) -> int:
     model, tokenizer, start = load_policy(args.run_dir, profile=profile, from_sft=not args.no_sft)
     print(f"policy: {start}", flush=True)
     dataset = load_problems("train")[0] if args.gsm8k else synthetic_dataset(args.problems, seed=0)
-    result = train_grpo(model, tokenizer, dataset, run_dir=args.run_dir, resume=args.resume, profile=profile,
+    result = train_grpo(model, tokenizer, dataset, run_dir=args.run_dir, profile=profile,
+                        resume=True if args.resume else False if args.fresh else None,
                         dashboard={"notebook": False, "plot_every": 0}, **overrides)
     print(result, flush=True)
     return 0

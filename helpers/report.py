@@ -102,3 +102,45 @@ def write_report(run_dir: str | os.PathLike | None = None) -> Path:
     report = layout.report
     _atomic_write_text(report, "\n".join(parts))
     return report
+
+
+def summary(run_dir: str | os.PathLike, seconds: float | None = None) -> str:
+    """The end of a run in a few lines: the evaluation table (strict, lenient, format per model and held-out
+    set), GRPO's learning (first fifth → last fifth of its steps), the time and the report's path.
+    ``seconds``: this command's wall time, shown beside the notebooks' total."""
+    from .dashboard import read_metrics
+
+    layout = RunLayout(run_dir)
+    lines = []
+    results_json = layout.eval / "results.json"
+    datasets = json.loads(results_json.read_text()).get("datasets", {}) if results_json.exists() else {}
+    for name, table in datasets.items():
+        lines.append(f"evaluation on {name} ({table['settings'].get('problems')} held-out problems):")
+        lines.append(f"  {'model':<6} {'strict':>18} {'lenient':>18} {'format':>18}")
+        for s in table["scores"]:
+            total = s["problems"] * s["samples_per_problem"]
+            cells = [f"{100 * s[k]:.1f}% ({s[c]}/{total})" for k, c in (
+                ("strict_accuracy", "strict_correct"), ("lenient_accuracy", "lenient_correct"),
+                ("format_compliance", "formatted"))]
+            lines.append(f"  {s['name']:<6} " + " ".join(f"{c:>18}" for c in cells))
+    if not datasets:
+        lines.append("evaluation: none in this run folder (notebook 08 writes it)")
+    history = read_metrics(layout.metrics("grpo")) if layout.metrics("grpo").exists() else []
+    learned = learning_summary(history)
+    parts = [f"reward {learned['reward']['first_fifth']:.2f} → {learned['reward']['last_fifth']:.2f}"] if (
+        "reward" in learned) else []
+    parts += [f"{label} {100 * learned[key]['first_fifth']:.0f}% → {100 * learned[key]['last_fifth']:.0f}%"
+              for label, key in (("format", "format_compliance"), ("accuracy", "accuracy")) if key in learned]
+    lines.append(f"GRPO learning over {learned['steps']} steps (first fifth → last fifth): " + ", ".join(parts)
+                 if parts else "GRPO learning: no GRPO steps logged in this run folder")
+    timings_path = layout.root / "timings.json"
+    try:
+        total = sum(json.loads(timings_path.read_text()).values()) if timings_path.exists() else None
+    except (ValueError, TypeError, AttributeError):
+        total = None
+    spent = [f"{total / 60:.1f} min in notebooks"] if total is not None else []
+    spent += [f"{seconds / 60:.1f} min this command"] if seconds is not None else []
+    if spent:
+        lines.append("time: " + ", ".join(spent))
+    lines.append(f"report: {layout.report}")
+    return "\n".join(lines)

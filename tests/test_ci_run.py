@@ -72,3 +72,46 @@ def test_report_has_the_evaluation_and_learning_tables(run):
         assert f"({png})" in report and (run / png).read_bytes()[:8] == PNG
     results = json.loads((run / "eval" / "results.json").read_text())
     assert results  # the numbers behind the table, for scripts
+
+
+def _log(run: Path) -> list[tuple[float, str]]:
+    """``run.log`` as (seconds since the epoch, line)."""
+    import time
+
+    out = []
+    for line in (run / "run.log").read_text().splitlines():
+        stamp, text = line[:23], line[24:]
+        out.append((time.mktime(time.strptime(stamp[:19], "%Y-%m-%d %H:%M:%S")) + int(stamp[20:23]) / 1000, text))
+    return out
+
+
+def test_the_command_said_what_it_used_and_showed_training_live(run):
+    log = _log(run)
+    texts = [t for _, t in log]
+    for head in ("grpo-notebooks run: profile ci", "model: embedded SmolLM2-135M-Instruct", "device: ", "run folder: "):
+        assert any(t.startswith(head) for t in texts), f"no {head!r} line in run.log"
+    grpo = [json.loads(line) for line in (run / "grpo" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    grpo = [r for r in grpo if "reward" in r]
+    shown = {}
+    for at, text in log:
+        if text.strip().startswith("grpo step "):
+            shown[int(text.split()[2].split("/")[0])] = (at, text)
+    assert sorted(shown) == [r["step"] for r in grpo], "one progress line per logged GRPO step"
+    for r in grpo:
+        at, text = shown[r["step"]]
+        assert f"/{len(grpo)} | reward " in text and " | format " in text and " | accuracy " in text and " left" in text
+        assert at - r["time"] < 5, f"step {r['step']} was shown {at - r['time']:.1f} s after the trainer logged it"
+    assert shown[grpo[0]["step"]][0] < grpo[-1]["time"], "the first step was shown only after training ended"
+    done_07 = next(at for at, t in log if "07_grpo_training.ipynb done in " in t)
+    assert max(at for at, _ in shown.values()) < done_07
+    assert any("eval model 3/3 (grpo): " in t for t in texts), "no evaluation progress"
+    for end in ("evaluation on synthetic", "  base ", "  sft ", "  grpo ", "GRPO learning over", "time: ", "report: "):
+        assert any(t.startswith(end) for t in texts), f"the run did not end with {end!r}"
+
+
+def test_report_command_rebuilds_the_runs_report(run, capsys):
+    from helpers.cli import main
+
+    assert main(["report", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "## Held-out evaluation (base vs SFT vs GRPO)" in out and f"report: {run.resolve() / 'report.md'}" in out

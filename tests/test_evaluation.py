@@ -197,7 +197,10 @@ def test_evaluate_sets_base_vs_adapter(tmp_path):
     assert texts[0] != texts[1], "the adapter was not applied: base and sft wrote the same"
     assert not isinstance(base, PeftModel) and not any("lora_" in n for n, _ in base.named_parameters())
     files = sorted(p.name for p in layout.eval.iterdir())
-    assert files == ["accuracy.png", "results.json", "results.md"]
+    assert files == ["accuracy.png", "progress.jsonl", "results.json", "results.md"]
+    progress = [json.loads(line) for line in (layout.eval / "progress.jsonl").read_text().splitlines()]
+    assert [(r["model"], r["index"], r["done"], r["total"]) for r in progress] == [
+        ("base", 1, 0, 3), ("base", 1, 3, 3), ("sft", 2, 0, 3), ("sft", 2, 3, 3)]  # 3 prompts: one batch each
     assert list(json.loads((layout.eval / "results.json").read_text())["datasets"]) == ["synthetic", "other"]
 
     sampled = evaluation.generate_completions(base, tokenizer, ["Say hi.", "Count to 3."], max_new_tokens=4,

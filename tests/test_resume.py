@@ -1,0 +1,120 @@
+"""Resume from the command line (issue 16): ``grpo-notebooks run --resume`` continues a killed notebook 07
+from its newest complete checkpoint with each metric step logged once; without ``--resume`` or ``--fresh``
+a folder holding checkpoints is refused, in the helpers (the notebook and the Python API) and the CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.grpo import CheckpointsExistError, _set_aside, check_checkpoints, newest_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def checkpoint(folder: Path, step: int) -> Path:
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (path / "adapter_model.safetensors").write_bytes(b"x")
+    return path
+
+
+def test_check_checkpoints_refuses_only_when_not_told(tmp_path):
+    folder = tmp_path / "grpo" / "checkpoints"
+    check_checkpoints(folder, None)  # nothing there: fine
+    checkpoint(folder, 2)
+    with pytest.raises(CheckpointsExistError, match=r"newest complete: checkpoint-2\); fix: resume=True .*--fresh"):
+        check_checkpoints(folder, None)
+    check_checkpoints(folder, True)
+    check_checkpoints(folder, False)
+
+
+def test_starting_over_moves_the_earlier_run_aside(tmp_path):
+    stage = tmp_path / "grpo"
+    checkpoint(stage / "checkpoints", 4)
+    (stage / "adapter").mkdir()
+    (stage / "metrics.jsonl").write_text('{"step": 1}\n')
+    aside = _set_aside(stage)
+    assert aside.parent == stage and aside.name.startswith("previous-")
+    assert sorted(p.name for p in aside.iterdir()) == ["adapter", "checkpoints", "metrics.jsonl"]
+    assert sorted(p.name for p in stage.iterdir()) == [aside.name]  # nothing of the old run beside the new one
+    assert _set_aside(stage) is None
+
+
+def _steps(metrics: Path) -> list[int]:
+    steps = []
+    for line in metrics.read_text().splitlines() if metrics.exists() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if "reward" in row:
+            steps.append(row["step"])
+    return steps
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_resume_continues_a_killed_notebook_07(tmp_path, embedded_path):
+    """Also: --model reaches the real notebook (the adapter records its base model), and --resume reuses it."""
+    out, model = tmp_path / "run", tmp_path / "my-model"
+    model.symlink_to(embedded_path)  # a folder of its own name, so the adapter's record shows which was loaded
+    metrics, checkpoints = out / "grpo" / "metrics.jsonl", out / "grpo" / "checkpoints"
+    cli = [sys.executable, "-m", "helpers.cli", "run"]
+    sizes = ["-p", "grpo_steps=4", "-p", "num_generations=2", "-p", "max_completion_length=8",
+             "--model", str(model)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with open(tmp_path / "first.log", "w") as log:
+        proc = subprocess.Popen(cli + ["--profile", "ci", "--out", str(out), "--from", "7", "--to", "7", *sizes],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (newest_checkpoint(checkpoints) and 3 in _steps(metrics)):
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended before it was killed:\n{(tmp_path / 'first.log').read_text()[-3000:]}")
+            time.sleep(0.2)
+        kernels = _children(proc.pid)
+        proc.send_signal(signal.SIGKILL)  # the command dies at once; its kernel notices its parent is gone
+        proc.wait()
+        for _ in range(100):
+            if not any(Path(f"/proc/{pid}").exists() for pid in kernels):
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"the kernel {kernels} outlived the killed command")
+    assert _steps(metrics)[:3] == [1, 2, 3] and not (out / "grpo" / "adapter").exists()
+    assert json.loads((out / "state.json").read_text())["running"] == "07_grpo_training.ipynb"
+
+    again = subprocess.run(cli + ["--profile", "ci", "--out", str(out), "--to", "7"], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+    assert "--resume" in again.stderr and "--fresh" in again.stderr and newest_checkpoint(checkpoints)
+
+    resumed = subprocess.run(cli + ["--out", str(out), "--resume"], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "continuing at 07_grpo_training.ipynb with -p grpo_steps=4" in resumed.stdout
+    assert f"model: {model} (local folder)" in resumed.stdout
+    shown = [line.split(" | ")[0].strip() for line in resumed.stdout.splitlines() if "grpo step" in line]
+    assert shown[-1] == "grpo step 4/4" and "grpo step 1/4" not in shown, resumed.stdout  # continued, not restarted
+    assert _steps(metrics) == [1, 2, 3, 4], "a metric step lost or logged twice"
+    info = json.loads((out / "grpo" / "adapter" / "training.json").read_text())
+    assert info["steps"] == 4 and info["resumed_from"].endswith("checkpoint-2")
+    assert info["base_model"] == str(model)  # --model reached notebook 07's load_policy
+    assert json.loads((out / "state.json").read_text())["completed"] == ["07_grpo_training.ipynb"]
