@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hostile_inputs import BUILDERS, TooSlow, per_call, per_call_pair, targets
@@ -503,3 +504,178 @@ def test_evaluation_and_load_adapter_refuse_a_damaged_adapter(sft_run, tokenizer
     _one_line(err, str(layout.sft_adapter))
     with pytest.raises(AdapterLoadError):
         evaluate_sets(None, layout.root, model=object(), tokenizer=tokenizer, profile="ci")
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: complete only if they read back; damaged ones skipped and kept
+# ---------------------------------------------------------------------------------------------
+
+
+def _checkpoint(folder, step: int):
+    import torch
+    from safetensors.torch import save_file
+
+    path = folder / f"checkpoint-{step}"
+    path.mkdir(parents=True)
+    save_file({"lora_A": torch.zeros(4, 4)}, path / "adapter_model.safetensors")
+    torch.save({"state": {0: torch.zeros(16)}}, path / "optimizer.pt")
+    (path / "trainer_state.json").write_text(json.dumps({"global_step": step, "log_history": []}))
+    return path
+
+
+def _cut(file, keep: float = 0.5) -> None:
+    data = file.read_bytes()
+    file.write_bytes(data[: int(len(data) * keep)])
+
+
+CHECKPOINT_DAMAGE = {
+    "half-written trainer_state.json": lambda p: _cut(p / "trainer_state.json"),
+    "trainer_state.json without global_step": lambda p: (p / "trainer_state.json").write_text("{}"),
+    "empty trainer_state.json": lambda p: (p / "trainer_state.json").write_text(""),
+    "truncated weights": lambda p: _cut(p / "adapter_model.safetensors", 0.9),
+    "weights only as adapter_model.bin": lambda p: (p / "adapter_model.safetensors").rename(p / "adapter_model.bin"),
+    "truncated optimizer.pt": lambda p: _cut(p / "optimizer.pt", 0.8),
+    "no trainer_state.json (killed while saving)": lambda p: (p / "trainer_state.json").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(CHECKPOINT_DAMAGE))
+def test_a_checkpoint_counts_only_if_its_files_read_back(tmp_path, damage):
+    from transformers.trainer_utils import sort_checkpoints
+
+    from helpers.grpo import _drop_incomplete, checkpoint_problem, complete_checkpoints, newest_checkpoint
+
+    _checkpoint(tmp_path, 2)
+    good = _checkpoint(tmp_path, 4)
+    bad = _checkpoint(tmp_path, 6)
+    assert newest_checkpoint(tmp_path) == bad and checkpoint_problem(bad) is None
+    CHECKPOINT_DAMAGE[damage](bad)
+    assert checkpoint_problem(bad) is not None
+    assert newest_checkpoint(tmp_path) == good  # the next older one
+    assert [p.name for p in complete_checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-4"]
+    assert bad.exists()  # newest_checkpoint changes nothing on disk
+    before = {p.name: p.read_bytes() for p in bad.iterdir()}
+    moved = _drop_incomplete(tmp_path)
+    assert [p.name for p in moved] == ["damaged-checkpoint-6"]
+    assert {p.name: p.read_bytes() for p in moved[0].iterdir()} == before  # kept whole for the user
+    assert [Path(p).name for p in sort_checkpoints(str(tmp_path))] == ["checkpoint-2", "checkpoint-4"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Training on a tiny model: resume past a damaged checkpoint, never pair old adapter and new metrics,
+# a full disk in one line
+# ---------------------------------------------------------------------------------------------
+
+
+def _train(run, tokenizer, *, steps: int, resume: bool = False, model=None):
+    from helpers.data import synthetic_dataset
+    from helpers.grpo import load_policy, train_grpo
+    from helpers.loading import fix_tokenizer
+
+    base = tiny_model()
+    fix_tokenizer(tokenizer, base)
+    policy, tokenizer, _ = load_policy(run, profile="ci", model=base, tokenizer=tokenizer, from_sft=False)
+    return train_grpo(policy, tokenizer, synthetic_dataset(8, difficulty=1), run_dir=run, profile="ci", resume=resume,
+                      max_steps=steps, save_steps=1, num_generations=2, max_completion_length=4, cpu_threads=1,
+                      dashboard={"notebook": False, "plot_every": 0})
+
+
+@pytest.fixture()
+def trained_run(tmp_path, tokenizer):
+    """A tiny GRPO run of 3 steps with a checkpoint at every step (the newest two kept)."""
+    run = tmp_path / "run"
+    result = _train(run, tokenizer, steps=3)
+    assert result.steps == 3 and (run / "grpo" / "adapter" / "adapter_model.safetensors").is_file()
+    return run
+
+
+def _steps(metrics) -> list[int]:
+    return [r["step"] for r in map(json.loads, metrics.read_text().splitlines()) if "loss" in r]
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_and_keeps_it(trained_run, tokenizer):
+    from helpers.grpo import newest_checkpoint
+
+    checkpoints = trained_run / "grpo" / "checkpoints"
+    _cut(checkpoints / "checkpoint-3" / "trainer_state.json")  # a half-written trainer_state.json
+    assert newest_checkpoint(checkpoints) == checkpoints / "checkpoint-2"
+    damaged = (checkpoints / "checkpoint-3" / "trainer_state.json").read_bytes()
+    result = _train(trained_run, tokenizer, steps=4, resume=True)
+    assert result.resumed_from == checkpoints / "checkpoint-2" and result.steps == 4
+    assert (checkpoints / "damaged-checkpoint-3" / "trainer_state.json").read_bytes() == damaged
+    assert _steps(trained_run / "grpo" / "metrics.jsonl") == [1, 2, 3, 4]  # no step lost or twice
+    assert json.loads((trained_run / "grpo" / "adapter" / "training.json").read_text())["steps"] == 4
+
+
+class _Killed(BaseException):
+    """Stands in for SIGKILL during the final adapter save."""
+
+
+def test_a_kill_during_the_final_save_never_pairs_the_old_adapter_with_new_metrics(trained_run, tokenizer,
+                                                                                     monkeypatch):
+    from helpers import sft
+
+    adapter = trained_run / "grpo" / "adapter"
+    old = {p.name: p.read_bytes() for p in adapter.iterdir()}
+
+    def killed(*args, **kwargs):
+        raise _Killed()
+
+    monkeypatch.setattr(sft, "save_adapter", killed)
+    with pytest.raises(_Killed):
+        _train(trained_run, tokenizer, steps=2)  # a fresh run into the same folder
+    assert _steps(trained_run / "grpo" / "metrics.jsonl") == [1, 2]  # the new run's metrics ...
+    assert not adapter.exists()  # ... and no adapter beside them, rather than the old run's
+    (kept,) = (trained_run / "grpo" / "previous-adapters").iterdir()  # the old adapter is kept, not deleted
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == old
+
+
+def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, tokenizer, monkeypatch):
+    from transformers import Trainer
+
+    from helpers.safety import DiskFullError
+
+    def full(*args, **kwargs):  # what torch.save raised on a full tmpfs (measured)
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", full)
+    with pytest.raises(DiskFullError) as err:
+        _train(tmp_path / "run", tokenizer, steps=1)
+    _one_line(err, "the disk is full", str(tmp_path / "run" / "grpo" / "checkpoints"), "needed", "free")
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"),
+    RuntimeError("[enforce fail at inline_container.cc:445] . PytorchStreamWriter failed writing file data/3: file "
+                 "write failed"),
+    OSError(28, "No space left on device"),
+    Exception("Error while serializing: I/O error: No space left on device (os error 28)"),  # safetensors
+])
+def test_a_full_disk_while_saving_is_one_line_and_keeps_the_old_folder(tmp_path, error):
+    from helpers.safety import DiskFullError
+    from helpers.saving import atomic_folder
+
+    final = tmp_path / "adapter"
+    with atomic_folder(final) as tmp:
+        (tmp / "a").write_text("old")
+    with pytest.raises(DiskFullError) as err, atomic_folder(final, needed=5 * 2**20) as tmp:
+        (tmp / "a").write_text("half")
+        raise error
+    _one_line(err, "the disk is full", str(tmp_path), "5.0 MiB needed")
+    assert (final / "a").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_save_lora_on_a_full_disk_names_the_adapter_size(sft_run, tokenizer, monkeypatch):
+    from helpers.safety import DiskFullError
+    from helpers.saving import model_bytes, save_lora
+
+    layout, peft_model = sft_run
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(type(peft_model), "save_pretrained", full)
+    with pytest.raises(DiskFullError) as err:
+        save_lora(peft_model, tokenizer, layout.root / "saved" / "lora")
+    assert model_bytes(peft_model, trainable_only=True) > 0
+    _one_line(err, str(layout.root / "saved"), "MiB needed")
