@@ -91,16 +91,18 @@ def _to_fraction(match: re.Match) -> Fraction | None:
     shift = int(exp) if exp is not None else 0
     if len(digits) + len(frac or "") + abs(shift) > _MAX_DIGITS:
         return None
-    try:
-        value = Fraction(int(digits))
-        if frac:
-            value += Fraction(int(frac), 10 ** len(frac))
-        if shift:
-            value *= Fraction(10) ** shift
+    try:  # one exact Fraction: (digits.frac) * 10**shift / den
+        numerator = int(digits + (frac or ""))
+        denominator = 10 ** len(frac or "")
+        if shift > 0:
+            numerator *= 10**shift
+        elif shift < 0:
+            denominator *= 10**-shift
         if match["den"] is not None:
             if len(match["den"]) > _MAX_DIGITS or int(match["den"]) == 0:
                 return None
-            value /= int(match["den"])
+            denominator *= int(match["den"])
+        value = Fraction(numerator, denominator)
     except (ValueError, OverflowError):
         return None
     return -value if match["sign"] == "-" else value
@@ -128,6 +130,8 @@ def parse_number(text) -> Fraction | None:
     [Fraction(1234, 1), Fraction(18, 1), Fraction(18, 1), Fraction(-3, 1), Fraction(3, 4), Fraction(3, 4), Fraction(18, 1), Fraction(18, 1), Fraction(18, 1)]
     >>> parse_number("18 or 20") is None, parse_number("no number") is None, parse_number(None) is None
     (True, True, True)
+    >>> parse_number("7e9"), parse_number("2.5E-3"), parse_number("0x7"), parse_number("1e99999")
+    (Fraction(7000000000, 1), Fraction(1, 400), None, None)
     """
     if isinstance(text, Fraction | int) and not isinstance(text, bool):
         return Fraction(text)

@@ -76,12 +76,13 @@ def _dataset(rows: list[dict], description: str):
 
 
 def extract_gsm8k_answer(text) -> str | None:
-    """The gold answer of a GSM8K solution: the text after the last ``####``, normalised; else ``None``.
+    """The gold answer of a GSM8K solution: the text after the last ``####``, normalised; else ``None``
+    (also when it cannot be read exactly: the row is then dropped and counted, never kept as ``0``).
 
     >>> extract_gsm8k_answer("He pays 2*3=<<2*3=6>>6 dollars.\\n#### 6"), extract_gsm8k_answer("#### 1,600")
     ('6', '1600')
-    >>> extract_gsm8k_answer("no marker") is None
-    True
+    >>> extract_gsm8k_answer("no marker"), extract_gsm8k_answer("#### 0x7"), extract_gsm8k_answer("#### 2e3")
+    (None, None, '2000')
     """
     if not isinstance(text, str) or "####" not in text:
         return None

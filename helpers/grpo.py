@@ -733,12 +733,13 @@ class GRPOResult:
 
 
 def _checkpoint_bytes(model) -> int:
-    """About the size of one checkpoint: the trainable weights, twice that for Adam's moments (fp32)."""
+    """About the size of one checkpoint: the trainable weights, twice that for Adam's moments (fp32),
+    and room for the tokenizer files and states saved beside them."""
     try:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     except Exception:
         return 0
-    return trainable * 4 * 3 + 2**20
+    return trainable * 4 * 3 + 16 * 2**20
 
 
 def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSettings | None = None,

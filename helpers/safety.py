@@ -219,13 +219,16 @@ def disk_error(exc: BaseException, folder: str | os.PathLike, *, needed: int | N
         free = _free(folder)
         need = f"about {format_bytes(needed)} needed" if needed else "more space needed"
         have = f"{format_bytes(free)} free" if free is not None else "free space unknown"
-        return DiskFullError(errno.ENOSPC, f"the disk is full: writing {what} to {folder} failed ({have}, {need}); "
-                                           "fix: free space on that disk, or write to a folder on another disk "
-                                           "(run_dir=... / --out ...)")
+        err = DiskFullError(f"the disk is full: writing {what} to {folder} failed ({have}, {need}); fix: free "
+                            "space on that disk, or write to a folder on another disk (run_dir=... / --out ...)")
+        err.errno = errno.ENOSPC
+        return err
     if kind == "read-only":
-        return ReadOnlyError(errno.EROFS, f"cannot write {what} to {folder}: the folder is read-only or not yours "
-                                          f"({_first_line(exc)}); fix: make it writable, or write to another folder "
-                                          "(run_dir=... / --out ...)")
+        err = ReadOnlyError(f"cannot write {what} to {folder}: the folder is read-only or not yours "
+                            f"({_first_line(exc)}); fix: make it writable, or write to another folder "
+                            "(run_dir=... / --out ...)")
+        err.errno = errno.EROFS
+        return err
     return None
 
 
