@@ -651,7 +651,10 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
             scores=scores,
         )
         if write:
-            write_results(tables[name], layout.eval)
+            from .safety import on_full_disk
+
+            with on_full_disk(layout.eval, what="the evaluation results"):
+                write_results(tables[name], layout.eval)
     return tables
 
 

@@ -814,10 +814,11 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
         attach(trainer, layout.root, "grpo", **(dashboard if isinstance(dashboard, dict) else {}))
         trainer.remove_callback(PrinterCallback)  # the dashboard prints (or draws) each step already
 
-    start = time.perf_counter()
     from .safety import on_full_disk
 
-    with cpu_threads(settings.cpu_threads), on_full_disk(folder, needed=_checkpoint_bytes(model), what="a checkpoint"):
+    full_disk = on_full_disk(folder, needed=_checkpoint_bytes(model), what="a checkpoint (or the metrics)")
+    start = time.perf_counter()
+    with cpu_threads(settings.cpu_threads), full_disk:
         trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
     seconds = time.perf_counter() - start
 

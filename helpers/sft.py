@@ -470,7 +470,10 @@ def _train_sft(model, tokenizer, data, prompts, settings, layout, hw, unsloth, d
         trainer.remove_callback(PrinterCallback)  # the dashboard prints (or draws) each step already
 
     start = time.perf_counter()
-    trainer.train()
+    from .safety import on_full_disk
+
+    with on_full_disk(layout.stage("sft"), what="the SFT metrics and plots"):
+        trainer.train()
     seconds = time.perf_counter() - start
 
     after, samples_after = format_compliance_rate(model, tokenizer, prompts,
