@@ -8,10 +8,18 @@ with no floating-point rounding.
 ``parse_number`` accepts: thousands separators (``1,234``), currency and units (``$18``,
 ``18 dollars``, ``50%``), signs (``-3``, and ``−3`` with the unicode minus), decimals (``18.00``,
 ``.5``), fractions (``3/4``, ``\\frac{3}{4}``), ``\\boxed{18}``, a trailing full stop, the text after
-the last ``=`` (``x = 18``), and digits of any script (``١٨``). It is deliberately strict about
-ambiguity: text with several *different* numbers (``18 or 20``) has no answer, so a hedging
-completion earns nothing. Number words (``eighteen``) and exponents (``1e3``) are not read.
-Nothing here raises: what cannot be read is ``None``.
+the last ``=`` (``x = 18``), digits of any script (``١٨``), and exponents read exactly (``7e9`` is
+7000000000, ``2.5E-3`` is 1/400). It is deliberately strict about ambiguity: text with several
+*different* numbers (``18 or 20``) has no answer, so a hedging completion earns nothing. A number
+that cannot be read exactly makes the whole text unreadable, never its leading digits: ``0x7``
+(hex, octal ``0o``, binary ``0b``), more than 4,000 digits, or an exponent that would need more.
+Number words (``eighteen``) are not read. Nothing here raises: what cannot be read is ``None``.
+
+**Linear time.** A reward runs this on every completion a model writes, including degenerate ones
+(``\\frac{`` then thousands of spaces, long digit runs, nested braces): every pattern here runs in
+time linear in its input (no two adjacent sub-patterns can match the same characters, so the
+regex engine never tries the splits of a run between them); ``tests/test_hostile.py`` pins it by
+timing two input sizes and ``benchmarks/reward_speed.py`` records the per-call time.
 """
 
 from __future__ import annotations
@@ -27,22 +35,27 @@ _MINUS = str.maketrans({"\u2212": "-", "\ufe63": "-", "\uff0d": "-", "\u2044": "
 
 # A number: an optional sign (only where it cannot be a subtraction: not after a word character,
 # a closing bracket or a dot), digits with optional ``,ddd`` groups, optional decimals, an optional
-# ``/denominator``; never glued to other digits (``1,2345`` and ``3,4`` are no number). ``\d``
-# matches the decimal digits of every script, and ``int()`` reads them all.
+# exponent (``e9``, ``E-3``), an optional ``/denominator``; never glued to other digits (``1,2345`` and
+# ``3,4`` are no number). ``\d`` matches the decimal digits of every script, and ``int()`` reads them
+# all. ``0x``/``0o``/``0b`` forms are matched only so that they are read as unreadable, not as ``0``.
 _NUMBER = re.compile(
     r"""
     (?:(?<![\w.)\]}])(?P<sign>[-+]))?
     (?<![\w.,])
     (?:
-        (?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?
+        (?P<radix>0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+))
+      | (?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?
       | \.(?P<onlyfrac>\d+)
     )
+    (?:[eE](?P<exp>[-+]?\d+))?
     (?:\s*/\s*(?P<den>\d+)(?!\d|[.,]\d))?
     (?!\d|[.,]\d)
     """,
     re.VERBOSE,
 )
-_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]*?)\s*\}\s*\{\s*([^{}]*?)\s*\}")
+# ``\\frac{a}{b}``: each group is greedy up to its closing brace; spaces inside are stripped afterwards.
+# (``\\s*([^{}]*?)\\s*`` took cubic time on ``\\frac{`` + spaces: three ways to split every run.)
+_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 _LATEX_DROP = re.compile(r"\\(?:left|right|,|;|!|quad|qquad|%|\$)|\\\s")
 _MAX_DIGITS = 4000  # Python refuses int() on more than 4300 digits; longer "numbers" are not answers
@@ -65,20 +78,31 @@ def _unbox(text: str) -> str:
 
 
 def _to_fraction(match: re.Match) -> Fraction | None:
+    """The exact value of one ``_NUMBER`` match, or ``None`` when it cannot be read exactly."""
+    if match["radix"] is not None:
+        return None
     whole, frac = match["int"], match["frac"]
     if match["onlyfrac"] is not None:
         whole, frac = "0", match["onlyfrac"]
     digits = whole.replace(",", "")
-    if len(digits) + len(frac or "") > _MAX_DIGITS:
+    exp = match["exp"]
+    if exp is not None and len(exp.lstrip("+-")) > len(str(_MAX_DIGITS)):
         return None
-    try:
-        value = Fraction(int(digits))
-        if frac:
-            value += Fraction(int(frac), 10 ** len(frac))
+    shift = int(exp) if exp is not None else 0
+    if len(digits) + len(frac or "") + abs(shift) > _MAX_DIGITS:
+        return None
+    try:  # one exact Fraction: (digits.frac) * 10**shift / den
+        numerator = int(digits + (frac or ""))
+        denominator = 10 ** len(frac or "")
+        if shift > 0:
+            numerator *= 10**shift
+        elif shift < 0:
+            denominator *= 10**-shift
         if match["den"] is not None:
             if len(match["den"]) > _MAX_DIGITS or int(match["den"]) == 0:
                 return None
-            value /= int(match["den"])
+            denominator *= int(match["den"])
+        value = Fraction(numerator, denominator)
     except (ValueError, OverflowError):
         return None
     return -value if match["sign"] == "-" else value
@@ -87,7 +111,7 @@ def _to_fraction(match: re.Match) -> Fraction | None:
 def _clean(text: str) -> str:
     text = text.translate(_MINUS)
     text = _unbox(text)
-    text = _LATEX_FRAC.sub(r"\1/\2", text)
+    text = _LATEX_FRAC.sub(lambda m: f"{m[1].strip()}/{m[2].strip()}", text)
     text = _LATEX_WRAPPER.sub(r" \1 ", text)
     return _LATEX_DROP.sub(" ", text)
 
@@ -106,6 +130,8 @@ def parse_number(text) -> Fraction | None:
     [Fraction(1234, 1), Fraction(18, 1), Fraction(18, 1), Fraction(-3, 1), Fraction(3, 4), Fraction(3, 4), Fraction(18, 1), Fraction(18, 1), Fraction(18, 1)]
     >>> parse_number("18 or 20") is None, parse_number("no number") is None, parse_number(None) is None
     (True, True, True)
+    >>> parse_number("7e9"), parse_number("2.5E-3"), parse_number("0x7"), parse_number("1e99999")
+    (Fraction(7000000000, 1), Fraction(1, 400), None, None)
     """
     if isinstance(text, Fraction | int) and not isinstance(text, bool):
         return Fraction(text)

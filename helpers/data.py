@@ -29,7 +29,7 @@ from .chat_template import DEFAULT_FORMAT, ReasoningFormat, build_messages, rend
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DataUnavailableError", "default_gsm8k_dir", "extract_gsm8k_answer", "filter_prompt_length", "gsm8k_rows",
+    "DataUnavailableError", "NoUsableRowsError", "default_gsm8k_dir", "extract_gsm8k_answer", "filter_prompt_length", "gsm8k_rows",
     "held_out_question", "load_gsm8k", "load_problems", "make_row", "prompt_lengths", "split_held_out", "synthetic_dataset",
     "synthetic_problem",
 ]
@@ -41,6 +41,11 @@ _CALCULATOR = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations: 2+1=<
 
 class DataUnavailableError(RuntimeError):
     """A dataset could not be read; the message names the cause and the fix on one line."""
+
+
+class NoUsableRowsError(DataUnavailableError):
+    """A dataset was found but not one row of it is usable; :func:`load_problems` refuses it rather
+    than fall back to other problems without the user noticing."""
 
 
 def make_row(question: str, reasoning: str, answer: str, *, difficulty: int, source: str,
@@ -71,12 +76,13 @@ def _dataset(rows: list[dict], description: str):
 
 
 def extract_gsm8k_answer(text) -> str | None:
-    """The gold answer of a GSM8K solution: the text after the last ``####``, normalised; else ``None``.
+    """The gold answer of a GSM8K solution: the text after the last ``####``, normalised; else ``None``
+    (also when it cannot be read exactly: the row is then dropped and counted, never kept as ``0``).
 
     >>> extract_gsm8k_answer("He pays 2*3=<<2*3=6>>6 dollars.\\n#### 6"), extract_gsm8k_answer("#### 1,600")
     ('6', '1600')
-    >>> extract_gsm8k_answer("no marker") is None
-    True
+    >>> extract_gsm8k_answer("no marker"), extract_gsm8k_answer("#### 0x7"), extract_gsm8k_answer("#### 2e3")
+    (None, None, '2000')
     """
     if not isinstance(text, str) or "####" not in text:
         return None
@@ -137,7 +143,9 @@ def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None, *,
 
     ``path=None`` downloads ``openai/gsm8k`` (config ``main``) from the hub; otherwise ``path`` is a
     JSONL file in GSM8K's format or a folder holding ``<split>.jsonl``. Rows without a usable
-    answer (or unreadable lines) are dropped and counted. ``limit`` keeps the first rows only.
+    answer (or unreadable lines) are dropped and counted; a gold answer that cannot be read exactly
+    (``#### 0x7``, an exponent past 4,000 digits) is such a row. No usable row at all raises
+    :class:`NoUsableRowsError`. ``limit`` keeps the first rows only.
     """
     if split not in ("train", "test"):
         raise ValueError(f"GSM8K has splits 'train' and 'test', not {split!r}; fix: pass split='train' or 'test'.")
@@ -156,6 +164,11 @@ def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None, *,
             raise DataUnavailableError(f"no GSM8K file at {file}; fix: pass a folder with {split}.jsonl or a .jsonl file.")
         records, where = _read_jsonl(file), str(file)
     rows, dropped = gsm8k_rows(records, fmt, system)
+    if not rows:
+        raise NoUsableRowsError(
+            f"GSM8K {split} from {where} has no usable row ({dropped} dropped: each line needs a 'question' and an "
+            "'answer' ending in '#### <number>'); fix: check that file, or pass another path (None: the hub, else "
+            "synthetic problems).")
     if limit is not None:
         rows = rows[:limit]
     if dropped:
@@ -275,13 +288,19 @@ def load_problems(split: str = "train", *, path: str | os.PathLike | None = None
                   difficulty: int | tuple[int, ...] = LEVELS, fmt: ReasoningFormat = DEFAULT_FORMAT,
                   system: str | None = None, limit: int | None = None):
     """GSM8K from ``path`` (default: :func:`default_gsm8k_dir`), else from the hub, else ``n``
-    synthetic problems; returns ``(dataset, source)`` where ``source`` says which one was used."""
+    synthetic problems; returns ``(dataset, source)`` where ``source`` says which one was used.
+
+    A missing local file or an unreachable hub falls back to the next source (logged); a GSM8K file
+    that exists but has no usable row is refused (:class:`NoUsableRowsError`, one line): broken data
+    is not silently replaced by other problems."""
     folder = path or default_gsm8k_dir()
     reasons = []
     for where in ([folder] if folder else []) + [None]:
         try:
             ds = load_gsm8k(split, where, fmt=fmt, system=system, limit=limit)
             return ds, ds.info.description
+        except NoUsableRowsError:
+            raise
         except DataUnavailableError as exc:
             reasons.append(str(exc).split(";")[0])
         except Exception as exc:  # the hub or a file can fail in many ways; fall back, say why

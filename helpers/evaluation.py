@@ -609,7 +609,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     from .saving import check_adapter_dir
 
     sizes = profile_settings(profile)
-    problems = problems or sizes.eval_problems
+    problems = sizes.eval_problems if problems is None else problems
     max_new_tokens = max_new_tokens or sizes.eval_max_new_tokens
     layout = run_dir if isinstance(run_dir, RunLayout) else RunLayout(run_dir)
     adapters = find_adapters(layout) if adapters is None else {k: Path(v) for k, v in adapters.items()}
@@ -618,6 +618,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     if sets is None:
         sets = {"synthetic": held_out_sets(problems, gsm8k=False, seed=seed, fmt=fmt)["synthetic"]}
     sets = {name: _as_dataset(ds, problems) for name, ds in sets.items()}
+    _check_sets(sets, problems)
     if model is None:
         from .loading import load_model
 
@@ -659,8 +660,29 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
             scores=scores,
         )
         if write:
-            write_results(tables[name], layout.eval)
+            from .safety import on_full_disk
+
+            with on_full_disk(layout.eval, what="the evaluation results"):
+                write_results(tables[name], layout.eval)
     return tables
+
+
+def _check_sets(sets: dict, problems: int) -> None:
+    """Refuse, before any model is loaded, what would give an empty or meaningless table (``0.0% (0/0)``)."""
+    if not isinstance(problems, int) or isinstance(problems, bool) or problems < 1:
+        raise ValueError(f"problems={problems!r}: evaluate at least 1 problem; fix: pass problems=64 (or None for the "
+                         "profile's eval_problems).")
+    if not sets:
+        raise ValueError("no held-out set to evaluate (sets={}); fix: pass sets=None for the synthetic held-out set, "
+                         "or helpers.evaluation.held_out_sets().")
+    for name, ds in sets.items():
+        if len(ds) == 0:
+            raise ValueError(f"the held-out set {name!r} has 0 problems: an accuracy of 0/0 means nothing; fix: pass a "
+                             "set with rows (helpers.evaluation.held_out_sets(64)), or leave this set out.")
+        missing = sorted({"prompt", "answer"} - set(ds.column_names))
+        if missing:
+            raise ValueError(f"the held-out set {name!r} lacks the column(s) {missing} (columns: "
+                             f"{sorted(ds.column_names)}); fix: build it with helpers.data (prompt messages + answer).")
 
 
 def _as_dataset(dataset, problems: int):

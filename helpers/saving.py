@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "AdapterLoadError", "ExportUnavailable", "ReloadCheck", "adapter_weights_file", "atomic_folder",
     "check_adapter_dir", "demo_adapter", "export_gguf", "gguf_unavailable_reason", "load_adapter", "merge_lora",
-    "merged_dtype", "reload_check", "save_lora", "save_merged", "unsloth_gguf_kwargs", "unsloth_merged_kwargs",
+    "merged_dtype", "model_bytes", "reload_check", "save_lora", "save_merged", "unsloth_gguf_kwargs", "unsloth_merged_kwargs",
 ]
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -109,18 +109,22 @@ def _remove_stale_partials(final: Path) -> None:
 
 
 @contextmanager
-def atomic_folder(final: str | os.PathLike):
+def atomic_folder(final: str | os.PathLike, *, needed: int | None = None):
     """Yield an empty temporary folder beside ``final``; on success it replaces ``final`` by a rename.
 
     On an exception the temporary folder is deleted and ``final`` (if it existed) is left as it was.
     ``final`` is never a half-written folder: it is the old complete folder, briefly absent during
     the swap, then the new complete one. Partial folders of killed processes are cleaned up on the
-    next save to the same place.
+    next save to the same place. A full or read-only disk raises ``helpers.safety.DiskFullError`` /
+    ``ReadOnlyError`` (one line: the folder, the space free and ``needed``, the fix).
     """
+    from .safety import on_full_disk
+
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_partials(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
+    with on_full_disk(final.parent, needed=needed, what=final.name):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partials(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{os.getpid()}-", dir=final.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)
@@ -131,9 +135,24 @@ def atomic_folder(final: str | os.PathLike):
         os.replace(tmp, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        from .safety import disk_error
+
+        converted = disk_error(exc, final.parent, needed=needed, what=final.name) if isinstance(exc, Exception) else None
+        if converted is not None:
+            raise converted from None
         raise
+
+
+def model_bytes(model, *, trainable_only: bool = False, bytes_per_param: int | None = None) -> int:
+    """Bytes the parameters of ``model`` take on disk (all, or the trainable ones: a LoRA adapter), in
+    their own dtype unless ``bytes_per_param`` is given; 0 if it cannot tell."""
+    try:
+        params = [p for p in model.parameters() if p.requires_grad or not trainable_only]
+        return sum(p.numel() * (bytes_per_param or p.element_size()) for p in params)
+    except Exception:
+        return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -287,7 +306,7 @@ def save_lora(model, tokenizer, out_dir: str | os.PathLike) -> Path:
                         "fix: pass the model returned by helpers.lora.add_lora or helpers.saving.load_adapter.")
     out_dir = Path(out_dir)
     name = _peft_active_adapter(model)
-    with atomic_folder(out_dir) as tmp:
+    with atomic_folder(out_dir, needed=model_bytes(model, trainable_only=True) + 2**22) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, selected_adapters=[name])
         if name != "default":  # PEFT writes a non-default adapter into a subfolder named after it
             for item in (tmp / name).iterdir():
@@ -366,7 +385,7 @@ def save_merged(model, tokenizer, out_dir: str | os.PathLike, *, dtype=None, use
     """
     out_dir = Path(out_dir)
     use_unsloth = _use_unsloth(model) if use_unsloth is None else use_unsloth
-    with atomic_folder(out_dir) as tmp:
+    with atomic_folder(out_dir, needed=model_bytes(model, bytes_per_param=2) + 2**22) as tmp:
         if use_unsloth:
             if dtype is not None:
                 raise ValueError("Unsloth's merged save keeps the model's 16-bit dtype; fix: pass dtype=None, "

@@ -14,8 +14,9 @@ warm-up on formatted reasoning traces fixes that, as in Unsloth's GRPO notebooks
   ``train_on_responses_only`` masks everything but the assistant turns; elsewhere TRL's own
   completion-only loss does it (``SFTConfig.completion_only_loss``, on for prompt-completion data).
 - **Checkpoint**: the LoRA adapter (and tokenizer) go to ``<run>/sft/adapter``, written to a
-  temporary folder and renamed into place, so a killed run never leaves half an adapter there.
-  ``helpers.grpo.load_policy`` starts GRPO from it.
+  temporary folder and renamed into place, so a killed run never leaves half an adapter there; an
+  older warm-up's adapter is first moved to ``<run>/sft/previous-adapters/``, so a killed run never
+  leaves it beside the new metrics either. ``helpers.grpo.load_policy`` starts GRPO from it.
 - **Report**: format compliance (the share of strictly formatted completions, greedy decoding) on
   held-out prompts before and after, saved to ``<run>/sft/summary.json``.
 """
@@ -351,10 +352,10 @@ def save_adapter(model, tokenizer, dest: str | os.PathLike, *, info: dict | None
     """Save ``model``'s LoRA adapter (safetensors), the tokenizer and ``info`` (``training.json``) to
     ``dest`` atomically (``helpers.saving.atomic_folder``): an older ``dest`` is replaced only once the
     new one is complete."""
-    from .saving import atomic_folder
+    from .saving import atomic_folder, model_bytes
 
     dest = Path(dest)
-    with atomic_folder(dest) as staging:
+    with atomic_folder(dest, needed=model_bytes(model, trainable_only=True) + 2**22) as staging:
         model.save_pretrained(staging, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
@@ -437,6 +438,9 @@ def train_sft(model, tokenizer, dataset=None, *, settings: SFTSettings | None = 
 
 
 def _train_sft(model, tokenizer, data, prompts, settings, layout, hw, unsloth, dashboard, callbacks) -> SFTResult:
+    from .safety import retire_stale_adapter
+
+    retire_stale_adapter(layout.sft_adapter)  # never an older warm-up's adapter beside this run's metrics
     before, samples_before = format_compliance_rate(model, tokenizer, prompts,
                                                     max_new_tokens=settings.compliance_max_new_tokens)
     log.info("format compliance before SFT: %.2f", before)
@@ -466,7 +470,10 @@ def _train_sft(model, tokenizer, data, prompts, settings, layout, hw, unsloth, d
         trainer.remove_callback(PrinterCallback)  # the dashboard prints (or draws) each step already
 
     start = time.perf_counter()
-    trainer.train()
+    from .safety import on_full_disk
+
+    with on_full_disk(layout.stage("sft"), what="the SFT metrics and plots"):
+        trainer.train()
     seconds = time.perf_counter() - start
 
     after, samples_after = format_compliance_rate(model, tokenizer, prompts,

