@@ -1,0 +1,42 @@
+"""GRPO in several processes (issue 18): ``accelerate launch`` with the repository's config runs
+``python -m helpers.grpo`` as 2 processes over gloo on a CPU, under the ``ci`` profile, and the run folder
+comes out as one process would leave it: one metrics file with each step once, one adapter (written by
+rank 0) that records the 2 processes, nothing moved aside in a fresh folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate's launcher is not installed beside this Python")
+def test_two_processes_write_one_run_folder(tmp_path):
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GRPO_PROFILE": "ci", "OMP_NUM_THREADS": "1"}
+    cmd = [str(ACCELERATE), "launch", "--config_file", str(REPO / "configs" / "accelerate_multi_gpu.yaml"),
+           "--num_processes", "2", "-m", "helpers.grpo", "--run-dir", str(run), "--profile", "ci", "--no-sft",
+           "--max-steps", "3", "--save-steps", "2", "--problems", "16", "--fresh", "--threads", "1"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert log.count("policy: base model + fresh LoRA") == 2  # both processes trained
+
+    rows = [json.loads(line) for line in (run / "grpo" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    steps = [r["step"] for r in rows if r.get("reward") is not None]
+    assert steps == [1, 2, 3]  # rank 0 alone logs: no duplicate step
+    assert all(r["reward"] == r["reward"] for r in rows if r.get("reward") is not None)  # finite, not NaN
+
+    adapter = run / "grpo" / "adapter"
+    assert (adapter / "adapter_model.safetensors").stat().st_size > 0
+    assert json.loads((adapter / "training.json").read_text())["processes"] == 2
+    assert sorted(p.name for p in (run / "grpo" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert not list((run / "grpo").glob("previous-*"))  # a fresh folder: nothing of an earlier run to set aside
