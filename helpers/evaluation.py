@@ -601,7 +601,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     the model is given back as it came. With ``write``, each table goes to the run folder's
     ``eval/`` (:func:`write_results`), and its progress (one JSON line per model start and batch) to
     ``eval/progress.jsonl``. ``threads``: torch CPU threads while generating (``None``: the
-    cores not already busy, :func:`helpers.sft.cpu_threads`; on a busy 2-core machine two OpenMP
+    cores not already busy, :func:`helpers.runtime.cpu_threads`; on a busy 2-core machine two OpenMP
     threads run several times slower than one).
     """
     from .profiles import settings as profile_settings
@@ -632,7 +632,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
         prompts += [render_prompt(tokenizer, p, prefill=prefilled, fmt=fmt) for p in ds["prompt"]]
     gen_kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, samples_per_problem=samples_per_problem,
                       batch_size=batch_size, seed=seed, progress=progress)
-    from .sft import cpu_threads
+    from .runtime import cpu_threads
 
     log_progress = _progress_log(layout.eval / PROGRESS_JSONL if write else None,
                                  ["base"] * include_base + list(adapters), len(prompts))

@@ -59,7 +59,6 @@ import inspect
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -722,7 +721,8 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     """
     from .cpu_compat import patch_trl_for_cpu
     from .runs import RunLayout
-    from .sft import cpu_threads, save_adapter
+    from .runtime import cpu_threads
+    from .saving import save_adapter
 
     hw = detect()
     distributed = world_size() > 1  # Unsloth's open-source path trains on one GPU: DDP runs plain TRL + PEFT

@@ -23,6 +23,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from .distributed import local_rank, world_size
 from .model_checks import (
     ModelLoadError,
     check_causal_lm,
@@ -30,8 +31,7 @@ from .model_checks import (
     local_folder_check,
     unknown_architecture,
 )
-from .distributed import local_rank, world_size
-from .runtime import detect, importable, pick_profile
+from .runtime import detect, pick_profile
 
 log = logging.getLogger(__name__)
 

@@ -577,9 +577,9 @@ def reload_check(adapter_model, tokenizer, merged_dir: str | os.PathLike, prompt
     near tie is told apart from a real difference). With ``compare_base`` the adapter-on model is
     also run with its adapter disabled: wherever that changes the output, the merged model must
     differ from the base too, i.e. what training changed survived the merge. ``threads``: torch CPU
-    threads meanwhile (``None``: the free cores, :func:`helpers.sft.cpu_threads`).
+    threads meanwhile (``None``: the free cores, :func:`helpers.runtime.cpu_threads`).
     """
-    from .sft import cpu_threads
+    from .runtime import cpu_threads
 
     with cpu_threads(threads):
         return _reload_check(adapter_model, tokenizer, merged_dir, prompts, max_new_tokens, compare_base, tie_tolerance)
@@ -640,3 +640,19 @@ def _reload_check(adapter_model, tokenizer, merged_dir, prompts, max_new_tokens,
     return ReloadCheck(str(merged_dir), str(saved_dtype).replace("torch.", ""), str(compute_dtype).replace("torch.", ""),
                        tolerance, [_label(p) for p in prompts], adapter_text, merged_text,
                        base_text, exact, margins, kept, problems)
+
+
+def save_adapter(model, tokenizer, dest: str | os.PathLike, *, info: dict | None = None) -> Path:
+    """Save ``model``'s LoRA adapter (safetensors), the tokenizer and ``info`` (``training.json``) to
+    ``dest`` atomically (:func:`atomic_folder`): an older ``dest`` is replaced only once the
+    new one is complete."""
+    dest = Path(dest)
+    with atomic_folder(dest, needed=model_bytes(model, trainable_only=True) + 2**22) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if info is not None:
+            (staging / "training.json").write_text(json.dumps(info, indent=2, default=str))
+        if not (staging / "adapter_model.safetensors").exists():
+            raise RuntimeError(f"saving wrote no adapter_model.safetensors to {staging}; fix: pass a PEFT (LoRA) model.")
+    return dest

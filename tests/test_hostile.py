@@ -613,7 +613,7 @@ class _Killed(BaseException):
 
 def test_a_kill_during_the_final_save_never_pairs_the_old_adapter_with_new_metrics(trained_run, tokenizer,
                                                                                      monkeypatch):
-    from helpers import sft
+    from helpers import saving
 
     adapter = trained_run / "grpo" / "adapter"
     old = {p.name: p.read_bytes() for p in adapter.iterdir()}
@@ -621,7 +621,7 @@ def test_a_kill_during_the_final_save_never_pairs_the_old_adapter_with_new_metri
     def killed(*args, **kwargs):
         raise _Killed()
 
-    monkeypatch.setattr(sft, "save_adapter", killed)
+    monkeypatch.setattr(saving, "save_adapter", killed)
     with pytest.raises(_Killed):
         _train(trained_run, tokenizer, steps=2)  # a fresh run into the same folder
     assert _steps(trained_run / "grpo" / "metrics.jsonl") == [1, 2]  # the new run's metrics ...
