@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "prepare-model":
         from .loading import embedded_model_path
 
-        print(embedded_model_path())
+        print(embedded_model_path(full_check=True))  # sizes, headers and SHA-256 against the build's manifest
     elif args.command == "report":
         return report_command(args.run_dir)
     elif args.command == "params":
@@ -297,5 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> int:
+    """The console script: ``main``, with the suite's one-line errors printed as one line (no traceback)."""
+    from .data import DataUnavailableError
+    from .model_checks import ModelLoadError
+    from .runtime import ProfileError
+    from .safety import DiskFullError, ReadOnlyError
+
+    try:
+        return main()
+    except (ModelLoadError, DiskFullError, ReadOnlyError, ProfileError, DataUnavailableError) as exc:
+        raise SystemExit(f"grpo-notebooks: {exc}") from None
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

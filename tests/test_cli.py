@@ -241,3 +241,19 @@ def test_papermill_sees_every_parameter_of_every_notebook():
         names = [line.split("=")[0].strip() for line in cell.source.splitlines()
                  if "=" in line and not line.lstrip().startswith("#")]
         assert list(pm.inspect_notebook(str(nb))) == names, f"{nb.name}: a parameter papermill cannot read"
+
+
+def test_the_console_script_turns_the_suites_errors_into_one_line(monkeypatch):
+    from helpers import cli
+    from helpers.model_checks import ModelLoadError
+    from helpers.safety import DiskFullError
+
+    for error in (ModelLoadError("cannot download 'x': the hub is not reachable; fix: pass a folder."),
+                  DiskFullError("no space left in /runs/x (2 MiB free, 40 MiB needed); fix: free space.")):
+        monkeypatch.setattr(cli, "main", lambda error=error: (_ for _ in ()).throw(error))
+        with pytest.raises(SystemExit) as exit_info:
+            cli.entry()
+        assert str(exit_info.value).startswith("grpo-notebooks: ") and "\n" not in str(exit_info.value)
+    monkeypatch.setattr(cli, "main", lambda: (_ for _ in ()).throw(KeyError("a bug")))
+    with pytest.raises(KeyError):  # anything else is a bug: its traceback stays
+        cli.entry()
