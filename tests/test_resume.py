@@ -21,7 +21,10 @@ def checkpoint(folder: Path, step: int) -> Path:
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
     (path / "trainer_state.json").write_text(json.dumps({"global_step": step}))
-    (path / "adapter_model.safetensors").write_bytes(b"x")
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"lora_A.weight": torch.zeros(2, 2)}, str(path / "adapter_model.safetensors"))  # reads back
     return path
 
 
