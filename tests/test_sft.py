@@ -178,7 +178,7 @@ def test_free_cores_sees_other_processes(monkeypatch):
         assert others_busy_cores() >= 0.5  # another process spinning a core is seen
     finally:
         spinner.kill()
-    monkeypatch.setattr("helpers.sft.others_busy_cores", lambda: None)  # no /proc: the load average
+    monkeypatch.setattr("helpers.runtime.others_busy_cores", lambda: None)  # no /proc: the load average
     monkeypatch.setattr("os.getloadavg", lambda: (1.7, 0.0, 0.0))
     assert free_cores() == max(1, (os.cpu_count() or 1) - 1)
 
@@ -192,7 +192,7 @@ def test_cpu_threads_are_restored(monkeypatch):
     assert torch.get_num_threads() == before
     with cpu_threads(0) as n:  # 0: leave torch alone
         assert n == before
-    monkeypatch.setattr("helpers.sft.others_busy_cores", lambda: 64.0)  # a busy machine: one thread
+    monkeypatch.setattr("helpers.runtime.others_busy_cores", lambda: 64.0)  # a busy machine: one thread
     assert free_cores() == 1
     with cpu_threads() as n:
         assert n == 1
