@@ -133,7 +133,7 @@ def _vllm_greedy(engine, tokenizer, texts, lora=None, max_new_tokens=MAX_NEW_TOK
     from vllm import SamplingParams
     from vllm.lora.request import LoRARequest
 
-    from helpers.evaluation import _vllm_prompts, vllm_lora_kwargs, vllm_sampling_kwargs
+    from helpers.rollout import _vllm_prompts, vllm_lora_kwargs, vllm_sampling_kwargs
 
     params = SamplingParams(**vllm_sampling_kwargs(max_new_tokens=max_new_tokens), logprobs=0)
     request = LoRARequest(**vllm_lora_kwargs(*lora)) if lora else None
