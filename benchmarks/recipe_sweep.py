@@ -27,7 +27,7 @@ DEFAULTS = dict(
     grpo_steps=24, prompts_per_step=2, num_generations=4, max_completion_length=80, temperature=1.0,
     learning_rate=1e-4, grpo_levels=[1, 2, 3], grpo_problems=200, scale_rewards="group", loss_type="dapo",
     beta=0.0, weights=None, closeness_tolerance=0.5, group_filter=None, warmup_ratio=0.1,
-    eval_problems=64, paraphrased_problems=64, eval_max_new_tokens=96,
+    eval_problems=64, paraphrased_problems=64, eval_max_new_tokens=96, include_base=True,
 )
 
 
@@ -102,6 +102,7 @@ def run(config: dict, seed: int, out: Path) -> dict:
     base, tokenizer = load_model(profile="cpu", dtype=torch.float32)
     sets = held_out_sets(c["eval_problems"], gsm8k=False, paraphrased=c["paraphrased_problems"], profile="cpu")
     tables = evaluate_sets(sets, layout, model=base, tokenizer=tokenizer, problems=c["eval_problems"],
+                           include_base=c["include_base"],
                            max_new_tokens=c["eval_max_new_tokens"], profile="cpu", progress=False)
     times["eval_s"] = round(time.perf_counter() - t2, 1)
     times["total_s"] = round(time.perf_counter() - t0, 1)
@@ -122,7 +123,8 @@ def run(config: dict, seed: int, out: Path) -> dict:
         "reward_fifths": _fifths(history, "reward"),
         "frac_reward_zero_std_fifths": _fifths(history, "frac_reward_zero_std"),
         "filter": {k: sum(r.get(k, 0) or 0 for r in history) for k in
-                   ("group_filter/dropped", "group_filter/replaced", "group_filter/extra_rounds")},
+                   ("group_filter/zero_spread", "group_filter/dropped", "group_filter/replaced",
+                    "group_filter/extra_rounds")},
         "times": times,
     }
     tmp = out / "result.json.tmp"

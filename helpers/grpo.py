@@ -666,7 +666,7 @@ class GRPOResult:
 
 def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSettings | None = None,
                run_dir: str | os.PathLike | None = None, resume: bool = False, dashboard: bool | dict = True,
-               callbacks=None, profile: str | None = None, **overrides) -> GRPOResult:
+               callbacks=None, profile: str | None = None, group_filter=None, **overrides) -> GRPOResult:
     """Train ``model`` (a LoRA model, see :func:`load_policy`) with TRL's ``GRPOTrainer``.
 
     ``dataset``: rows with ``prompt`` (chat messages) and the columns the rewards read (``answer``);
@@ -675,7 +675,8 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     ``resume=True`` continues from the newest complete checkpoint in ``<run>/grpo/checkpoints``
     (a fresh start when there is none); ``dashboard``: attach ``helpers.dashboard`` (``True`` or a dict
     of its options), which writes ``<run>/grpo/metrics.jsonl`` and the PNG curves.
-    The final adapter goes to ``<run>/grpo/adapter`` (atomically).
+    The final adapter goes to ``<run>/grpo/adapter`` (atomically). ``group_filter``: a
+    ``helpers.group_filter.GroupFilter`` (drop or resample zero-spread groups; ``None``: TRL's behaviour).
     """
     from .cpu_compat import patch_trl_for_cpu
     from .runs import RunLayout
@@ -718,6 +719,10 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     args = settings.to_trl(folder, hw, use_vllm=vllm, tokenizer=tokenizer)
     from trl import GRPOTrainer
 
+    if group_filter is not None:
+        from .group_filter import filtered_trainer_class
+
+        GRPOTrainer = filtered_trainer_class(GRPOTrainer, group_filter)  # noqa: N806
     trainer = GRPOTrainer(model=model, reward_funcs=guard_rewards(funcs), args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=callbacks)
     if dashboard:
