@@ -9,6 +9,9 @@ ways past them, switched by :class:`GroupFilter` ``mode`` and built on TRL 1.15'
   scored, the zero-spread ones are replaced by groups for other prompts drawn from the training set,
   sampled and scored the same way, for up to ``max_rounds`` extra rounds; the batch keeps its size
   (zero-spread groups fill whatever could not be replaced). Costs extra sampling, not extra backward.
+  With ``target_column`` (default ``"difficulty"``) the replacements are drawn level by level, each
+  level in proportion to the share of its groups that had a spread so far (Laplace-smoothed): online
+  difficulty targeting, as balanced online difficulty filtering does per prompt.
 - ``"drop"``: the zero-spread groups leave the batch before the loss. No extra sampling, and the
   backward pass skips them; with ``loss_type="dapo"`` the loss is averaged over the remaining
   tokens only, so the informative groups weigh more. A batch where no group has a spread is kept
@@ -24,7 +27,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["MODES", "GroupFilter", "filtered_trainer_class", "merge_groups", "spread_groups"]
+__all__ = ["MODES", "GroupFilter", "filter_report", "filtered_trainer_class", "merge_groups", "spread_groups"]
 
 MODES = {
     "off": "train on every group, as TRL does",
@@ -41,6 +44,10 @@ class GroupFilter:
     max_rounds: int = field(default=1, metadata={
         "help": "resample: extra sampling rounds per step at most (each samples as many groups as are missing)"})
     seed: int = field(default=0, metadata={"help": "resample: seed of the draw of replacement prompts"})
+    target_column: str | None = field(default="difficulty", metadata={
+        "help": "resample: draw replacements by this dataset column (the synthetic problems' level), each value "
+                "in proportion to how often its groups had a spread so far (online difficulty targeting: levels "
+                "the policy solves always or never are drawn less); None or a missing column: uniformly"})
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -120,6 +127,7 @@ def filtered_trainer_class(base, group_filter: GroupFilter):
                 raise ValueError("group filtering runs on one process only; fix: GroupFilter(mode='off') here.")
             gen = self.num_generations
             spread = spread_groups(out["advantages"], gen)
+            self._record_spread(inputs, spread, gen)
             total, zero = len(spread), spread.count(False)
             good = [(out, [g for g, s in enumerate(spread) if s])]
             rest = [(out, [g for g, s in enumerate(spread) if not s])]
@@ -130,8 +138,11 @@ def filtered_trainer_class(base, group_filter: GroupFilter):
                                  "cannot split; fix: gradient_accumulation_steps=1, or mode='resample'.")
             while mode == "resample" and have < total and rounds < self._group_filter.max_rounds:
                 rounds += 1
-                more = super()._generate_and_score_completions(self._draw_rows(total - have, gen))
-                found = [g for g, s in enumerate(spread_groups(more["advantages"], gen)) if s]
+                rows = self._draw_rows(total - have, gen)
+                more = super()._generate_and_score_completions(rows)
+                more_spread = spread_groups(more["advantages"], gen)
+                self._record_spread(rows, more_spread, gen)
+                found = [g for g, s in enumerate(more_spread) if s]
                 good.append((more, found))
                 have += len(found)
             replaced = min(have, total) - (total - zero)
@@ -154,13 +165,57 @@ def filtered_trainer_class(base, group_filter: GroupFilter):
             metrics["group_filter/extra_rounds"].append(float(rounds))
             return batch
 
+        def _record_spread(self, rows, spread, gen) -> None:
+            column = self._group_filter.target_column
+            if not hasattr(self, "_spread_counts"):
+                self._spread_counts = {}  # value -> [groups seen, groups with a spread]
+            if column is None or not rows or column not in rows[0]:
+                return
+            for g, s in enumerate(spread):
+                counts = self._spread_counts.setdefault(rows[g * gen][column], [0, 0])
+                counts[0] += 1
+                counts[1] += int(s)
+
         def _draw_rows(self, groups: int, gen: int) -> list[dict]:
-            """``groups`` training rows at random (seeded), each repeated ``gen`` times as TRL's sampler does."""
+            """``groups`` training rows (seeded draw), each repeated ``gen`` times as TRL's sampler does: by
+            ``target_column`` value in proportion to its spread rate so far, else uniformly."""
             if not hasattr(self, "_filter_rng"):
                 self._filter_rng = random.Random(self._group_filter.seed + self.args.seed)
-            data = self.train_dataset
-            picks = [self._filter_rng.randrange(len(data)) for _ in range(groups)]
+            rng, data = self._filter_rng, self.train_dataset
+            column = self._group_filter.target_column
+            if column is not None and column in getattr(data, "column_names", ()):
+                by_value = getattr(self, "_rows_by_value", None)
+                if by_value is None:
+                    by_value = self._rows_by_value = {}
+                    for i, value in enumerate(data[column]):
+                        by_value.setdefault(value, []).append(i)
+                values = sorted(by_value, key=str)
+                counts = getattr(self, "_spread_counts", {})
+                weights = [(counts.get(v, [0, 0])[1] + 1) / (counts.get(v, [0, 0])[0] + 2) for v in values]
+                picks = [rng.choice(by_value[rng.choices(values, weights)[0]]) for _ in range(groups)]
+            else:
+                picks = [rng.randrange(len(data)) for _ in range(groups)]
             return [dict(data[i]) for i in picks for _ in range(gen)]
 
     FilteredGRPOTrainer.__name__ = FilteredGRPOTrainer.__qualname__ = f"Filtered{base.__name__}"
     return FilteredGRPOTrainer
+
+
+def filter_report(history) -> str:
+    """One line per logged GRPO step (``helpers.dashboard.read_metrics`` rows): groups without reward
+    spread in the first sampling, and how many were replaced or dropped; then the totals."""
+    rows = [r for r in history if r.get("group_filter/zero_spread") is not None]
+    if not rows:
+        zero = [r.get("frac_reward_zero_std") for r in history if r.get("frac_reward_zero_std") is not None]
+        if not zero:
+            return "No GRPO step was logged."
+        return (f"Group filter off: {sum(zero) / len(zero):.0%} of the groups had no reward spread on average "
+                "(frac_reward_zero_std) and were trained on anyway (advantage 0, no gradient).")
+    lines = ["step  zero-spread  replaced  dropped  extra rounds"]
+    for r in rows:
+        lines.append(f"{r.get('step', '?'):>4}  {r['group_filter/zero_spread']:>11.0f}  {r['group_filter/replaced']:>8.0f}"
+                     f"  {r['group_filter/dropped']:>7.0f}  {r['group_filter/extra_rounds']:>12.0f}")
+    total = {k: sum(r[f"group_filter/{k}"] for r in rows) for k in ("zero_spread", "replaced", "dropped")}
+    lines.append(f"In all: {total['zero_spread']:.0f} zero-spread groups, {total['replaced']:.0f} replaced by groups "
+                 f"with a spread, {total['dropped']:.0f} dropped.")
+    return "\n".join(lines)

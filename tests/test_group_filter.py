@@ -144,3 +144,32 @@ def test_resample_in_a_real_grpo_run(fresh_model, tmp_path):
     assert len(logged) == 2
     assert sum(r["group_filter/zero_spread"] for r in logged) > 0
     assert sum(r["group_filter/replaced"] for r in logged) > 0
+
+
+def test_filter_report_reads_the_logged_steps():
+    from helpers.group_filter import filter_report
+
+    rows = [{"step": 1, "group_filter/zero_spread": 2.0, "group_filter/replaced": 1.0, "group_filter/dropped": 0.0,
+             "group_filter/extra_rounds": 1.0},
+            {"step": 2, "group_filter/zero_spread": 0.0, "group_filter/replaced": 0.0, "group_filter/dropped": 0.0,
+             "group_filter/extra_rounds": 0.0}]
+    text = filter_report(rows)
+    assert text.splitlines()[1].split() == ["1", "2", "1", "0", "1"]
+    assert "2 zero-spread groups, 1 replaced" in text
+    assert "50% of the groups" in filter_report([{"frac_reward_zero_std": 0.5}, {"frac_reward_zero_std": 0.5}])
+
+
+def test_replacements_follow_the_levels_that_had_a_spread():
+    from datasets import Dataset
+
+    trainer = filtered_trainer_class(_FakeGRPO, GroupFilter(mode="resample", seed=3))([])
+    trainer.train_dataset = Dataset.from_list([{"prompt": f"p{i}", "difficulty": 1 + i % 3} for i in range(30)])
+    level = {d: [{"difficulty": d}] * G for d in (1, 2, 3)}
+    for _ in range(10):  # level 1 never had a spread, level 3 always, level 2 half the time
+        trainer._record_spread(level[1] + level[2] + level[3] + level[2], [False, True, True, False], G)
+    drawn = [row["difficulty"] for row in trainer._draw_rows(300, G)[::G]]
+    share = {d: drawn.count(d) / len(drawn) for d in (1, 2, 3)}
+    assert share[3] > share[2] > share[1] and share[1] < 0.15, share
+    uniform = filtered_trainer_class(_FakeGRPO, GroupFilter(mode="resample", target_column=None))([])
+    uniform.train_dataset = trainer.train_dataset
+    assert len(uniform._draw_rows(5, G)) == 5 * G
