@@ -117,7 +117,7 @@ def test_drop_refuses_split_generation_batches():
 
 def _half_constant(completions, answer, **kwargs):
     """Reward with no spread for prompts whose answer is even (always 1), a length-based spread otherwise."""
-    return [1.0 if int(a) % 2 == 0 else len(str(c)) / 100 for c, a in zip(completions, answer)]
+    return [1.0 if int(a) % 2 == 0 else len(str(c)) / 100 for c, a in zip(completions, answer, strict=True)]
 
 
 @pytest.mark.slow
