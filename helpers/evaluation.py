@@ -60,10 +60,12 @@ GSM8K_SLICE = {"ci": 4, "cpu": 0}
 
 
 def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str | os.PathLike | None = None,
-                  gsm8k_n: int | None = None, seed: int = 0, profile: str | None = None,
+                  gsm8k_n: int | None = None, paraphrased: int | None = None, seed: int = 0, profile: str | None = None,
                   fmt: ReasoningFormat = DEFAULT_FORMAT) -> dict:
     """The held-out sets to evaluate on, by name: ``"synthetic"`` (always: the test part of the
-    offline problems, disjoint from training's) and ``"gsm8k"`` (its test split, the first
+    offline problems, disjoint from training's), ``"paraphrased"`` (``paraphrased`` problems, default
+    half of ``n``; 0: none: the same arithmetic in wording training never saw, ``helpers.data`` style
+    ``"paraphrased"``) and ``"gsm8k"`` (its test split, the first
     ``gsm8k_n`` problems, default ``n``, at most ``GSM8K_SLICE`` on the CPU profiles; 0: none) when a local copy (``gsm8k_path``, ``$GRPO_GSM8K_DIR``, the
     project's ``../shared/data/gsm8k``) or the hub is there. ``n`` defaults to the profile's
     ``eval_problems``."""
@@ -76,6 +78,9 @@ def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str |
     gsm8k_n = min(n, GSM8K_SLICE.get(sizes.profile, n)) if gsm8k_n is None else gsm8k_n
     gsm8k = gsm8k and gsm8k_n > 0
     sets = {"synthetic": synthetic_dataset(n, split="test", seed=seed, fmt=fmt)}
+    paraphrased = n // 2 if paraphrased is None else paraphrased
+    if paraphrased > 0:
+        sets["paraphrased"] = synthetic_dataset(paraphrased, split="test", seed=seed, fmt=fmt, style="paraphrased")
     if gsm8k:
         path = gsm8k_path or default_gsm8k_dir()
         if path is None and not hub_reachable():

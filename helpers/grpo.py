@@ -87,6 +87,7 @@ __all__ = [
     "read_curves", "train_grpo",
 ]
 
+
 def _trend(rows, key) -> tuple[float, float] | None:
     values = [r[key] for r in rows if r.get(key) is not None]
     if not values:
@@ -282,7 +283,7 @@ def _checkpoint_bytes(model) -> int:
 
 def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSettings | None = None,
                run_dir: str | os.PathLike | None = None, resume: bool | None = None, dashboard: bool | dict = True,
-               callbacks=None, profile: str | None = None, **overrides) -> GRPOResult:
+               callbacks=None, profile: str | None = None, group_filter=None, **overrides) -> GRPOResult:
     """Train ``model`` (a LoRA model, see :func:`load_policy`) with TRL's ``GRPOTrainer``.
 
     ``dataset``: rows with ``prompt`` (chat messages) and the columns the rewards read (``answer``);
@@ -298,6 +299,8 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     The final adapter goes to ``<run>/grpo/adapter`` (atomically); a fresh run first moves an older
     one aside (``helpers.safety.retire_stale_adapter``). A full disk while checkpointing raises
     ``helpers.safety.DiskFullError`` naming the folder and the space needed.
+    ``group_filter``: a ``helpers.group_filter.GroupFilter`` (drop or resample zero-spread groups; ``None``:
+    TRL's behaviour).
     """
     from .cpu_compat import patch_trl_for_cpu
     from .runs import RunLayout
@@ -358,6 +361,10 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
         keep_vllm_cpu_weights()
     from trl import GRPOTrainer
 
+    if group_filter is not None:
+        from .group_filter import filtered_trainer_class
+
+        GRPOTrainer = filtered_trainer_class(GRPOTrainer, group_filter)  # noqa: N806
     trainer = GRPOTrainer(model=model, reward_funcs=guard_rewards(funcs), args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=callbacks)
     if dashboard:

@@ -27,6 +27,9 @@ class Settings:
     # evaluation
     eval_problems: int
     eval_max_new_tokens: int
+    # GRPO data and zero-spread groups (synthetic problems: helpers.data levels; helpers.group_filter modes)
+    grpo_levels: tuple[int, ...] = (1, 2, 3)
+    group_filter: str = "off"
 
 
 _TABLE = {
@@ -37,10 +40,11 @@ _TABLE = {
     # not answers: GRPO is left the accuracy to learn); measured with the embedded model on an H200
     # through Unsloth + vLLM (README "Results on a GPU", benchmarks/gpu_e2e/).
     "gpu": Settings("gpu", "unsloth/Qwen2.5-3B-Instruct", 2048, 64, 0.7, 16, 512, 32, 300, 30, 500, 512),
-    # cpu: a short SFT warm-up (8 steps: the format half learned) leaves GRPO the format and the
-    # answers to learn; 24 GRPO steps of 2 prompts x 4 completions x 80 tokens (~25 s each on 2 cores;
-    # two prompts per step halve the noise of the reward curve). README "Results" has what it reached.
-    "cpu": Settings("cpu", None, 512, 64, 0.0, 4, 80, 8, 24, 8, 64, 96),
+    # cpu (issue 15, benchmarks/learning.md): a 24-step SFT warm-up learns the format and part of the
+    # arithmetic; 14 GRPO steps of 2 prompts x 4 completions x 80 tokens (~25 s each on 2 cores) then
+    # train on the answers, zero-spread groups resampled (helpers.group_filter; levels drawn by how often
+    # they had a spread). README "Results" has what it reached.
+    "cpu": Settings("cpu", None, 512, 64, 0.0, 4, 80, 8, 14, 24, 64, 96, group_filter="resample"),
     # ci: 3 GRPO steps (~20 s each on a busy 2-core machine) keep notebook 07 under two minutes.
     "ci": Settings("ci", None, 256, 64, 0.0, 4, 24, 4, 3, 4, 8, 32),
 }

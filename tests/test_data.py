@@ -187,3 +187,22 @@ def test_load_problems_falls_back_to_synthetic(monkeypatch, tmp_path):
 def test_default_gsm8k_dir_env(monkeypatch, tmp_path):
     monkeypatch.setenv(data.GSM8K_DIR_ENV, str(tmp_path))
     assert data.default_gsm8k_dir() == tmp_path
+
+
+def test_paraphrased_problems_keep_the_arithmetic_in_other_words():
+    para = data.synthetic_dataset(300, split="test", seed=0, style="paraphrased")
+    plain = data.synthetic_dataset(300, split="test", seed=0)
+    for row in para:
+        check_arithmetic(row)
+    assert {d: para["difficulty"].count(d) for d in (1, 2, 3)} == {1: 100, 2: 100, 3: 100}
+    assert set(gold_scores(para)["correctness_reward"]) == {1.0}
+    # no training name, item or sentence template appears in the paraphrased questions
+    train_words = {p for p, _ in data._PEOPLE} | set(data._ITEMS) | {
+        "Then", "in each", "shares", "have now", "buys", "finds", "gets", "picks", "gives", "loses", "sells", "uses"}
+    for q in para["question"]:
+        words = set(q.replace(".", " ").replace("?", " ").replace(",", " ").split())
+        assert not words & train_words and not any(" " in w and w in q for w in train_words), q
+    assert not set(para["question"]) & set(plain["question"])
+    assert "paraphrased wording" in para.info.description
+    with pytest.raises(ValueError, match="fix: use one of"):
+        data.synthetic_dataset(3, style="reworded")

@@ -147,10 +147,11 @@ def test_find_adapters(tmp_path):
 
 def test_held_out_sets_offline(gsm8k_dir):
     sets = evaluation.held_out_sets(3, gsm8k_path=gsm8k_dir)
-    assert list(sets) == ["synthetic", "gsm8k"] and all(len(s) == 3 for s in sets.values())
+    assert list(sets) == ["synthetic", "paraphrased", "gsm8k"] and [len(s) for s in sets.values()] == [3, 1, 3]
     assert sets["gsm8k"][0]["answer"] == "18"  # Janet's ducks
     assert Fraction(sets["synthetic"][0]["answer"]) >= 0
-    assert evaluation.held_out_sets(2, gsm8k=False).keys() == {"synthetic"}
+    assert evaluation.held_out_sets(2, gsm8k=False, paraphrased=0).keys() == {"synthetic"}
+    assert len(evaluation.held_out_sets(2, gsm8k=False, paraphrased=5)["paraphrased"]) == 5
 
 
 # ---------------------------------------------------------------------------------------------
