@@ -13,7 +13,6 @@ Weights load from safetensors only, unless the caller opts in with ``allow_pickl
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -31,7 +30,7 @@ from .model_checks import (
     local_folder_check,
     unknown_architecture,
 )
-from .runtime import detect, pick_profile
+from .runtime import detect, pick_profile, time_limit
 
 log = logging.getLogger(__name__)
 
@@ -83,32 +82,14 @@ def vllm_start_timeout() -> float:
     return max(value, 0.0)
 
 
-@contextlib.contextmanager
 def engine_deadline(seconds: float):
-    """Raise :class:`EngineStartTimeout` in the block if it runs longer than ``seconds`` (0: no limit).
-
-    Uses ``SIGALRM``, so it only works in the main thread (where notebooks and scripts run); the
-    engine's start waits in Python loops, where the signal is delivered.
+    """Raise :class:`EngineStartTimeout` in the block if it runs longer than ``seconds`` (0: no limit;
+    :func:`helpers.runtime.time_limit`: main thread only, where notebooks and scripts run; the engine's
+    start waits in Python loops, where the signal is delivered).
 
     >>> with engine_deadline(0): pass
     """
-    import signal
-    import threading
-
-    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
-        yield
-        return
-
-    def _expired(signum, frame):
-        raise EngineStartTimeout(f"the vLLM engine did not start within {seconds:.0f} s")
-
-    previous = signal.signal(signal.SIGALRM, _expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    return time_limit(seconds, lambda: EngineStartTimeout(f"the vLLM engine did not start within {seconds:.0f} s"))
 
 
 def cache_dir() -> Path:

@@ -249,3 +249,30 @@ def cpu_threads(threads: int | None = None):
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+@contextmanager
+def time_limit(seconds: float, error):
+    """Raise ``error()`` inside the block once it has run ``seconds`` (0: no limit). Uses ``SIGALRM``, so it
+    only acts in the main thread on POSIX (elsewhere the block runs unlimited); the signal reaches Python
+    code between bytecodes, including regex matching and loops that wait on sockets.
+
+    >>> with time_limit(0, TimeoutError): pass
+    """
+    import signal
+    import threading
+
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def _expired(signum, frame):
+        raise error()
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -10,9 +10,7 @@ tags, many numbers, many ``=`` signs.
 from __future__ import annotations
 
 import gc
-import signal
 import time
-from contextlib import contextmanager
 
 
 def _fill(unit: str, n: int, head: str = "", tail: str = "") -> str:
@@ -60,21 +58,12 @@ class TooSlow(Exception):
     """A single call ran past the guard's limit."""
 
 
-@contextmanager
 def time_limit(seconds: float, what: str):
     """Raise :class:`TooSlow` if the block runs longer than ``seconds`` (SIGALRM: Python's regex engine
     checks for signals, so a runaway match is interrupted). Main thread, POSIX only."""
+    from helpers.runtime import time_limit as limit
 
-    def _raise(signum, frame):
-        raise TooSlow(f"{what} took over {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    return limit(seconds, lambda: TooSlow(f"{what} took over {seconds} s"))
 
 
 def per_call(fn, arg, *, limit: float = 10.0, budget: float = 0.02, repeats: int = 5) -> float:
