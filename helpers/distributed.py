@@ -27,11 +27,7 @@ def local_rank() -> int:
 
 
 def is_main_process() -> bool:
-    """Whether this process writes the run folder (rank 0).
-
-    >>> is_main_process() if "RANK" not in os.environ else True
-    True
-    """
+    """Whether this process writes the run folder (rank 0; a single process is)."""
     return rank() == 0
 
 

