@@ -345,19 +345,29 @@ def load_problems(split: str = "train", *, path: str | os.PathLike | None = None
     return ds, ds.info.description
 
 
-def grpo_problems(profile: str, *, embedded: bool, n: int = 200, seed: int = 0, difficulty: int | tuple[int, ...] = LEVELS,
-                  path: str | os.PathLike | None = None):
+def grpo_problems(profile: str, *, embedded: bool, n: int | None = None, prompts_drawn: int = 0, seed: int = 0,
+                  difficulty: int | tuple[int, ...] | None = None, path: str | os.PathLike | None = None):
     """GRPO's training problems, ``(dataset, source)``: GSM8K's train split (:func:`load_problems`) for a
-    hub model on a GPU profile; the synthetic train part (all levels, ``n`` problems) on the CPU profiles
-    and for the embedded SmolLM2-135M on any profile, which solves about 1 GSM8K problem in 250: its groups
-    would score all-zero and GRPO would learn nothing (README "Results"). ``difficulty``: the synthetic levels.
+    hub model on a GPU profile; the synthetic train part on the CPU profiles and for the embedded
+    SmolLM2-135M on any profile, which solves about 1 GSM8K problem in 250: its groups would score
+    all-zero and GRPO would learn nothing (README "Results"). ``n`` synthetic problems (default: one per
+    prompt GRPO draws, ``prompts_drawn``, at least 200) at ``difficulty`` (default: the profile's
+    ``grpo_levels``).
 
     >>> grpo_problems("gpu", embedded=True, n=3)[1]
     'synthetic arithmetic problems, train part: 3 rows, difficulty (1, 2, 3), seed 0'
+    >>> len(grpo_problems("ci", embedded=True, prompts_drawn=250)[0]), len(grpo_problems("ci", embedded=True)[0])
+    (250, 200)
     """
+    n = n or max(200, prompts_drawn)
     if profile in ("colab-t4", "gpu") and not embedded:
         return load_problems("train", path=path, n=n, seed=seed)
-    ds = synthetic_dataset(n, split="train", seed=seed, difficulty=difficulty)
+    if difficulty is None:
+        from .profiles import settings
+
+        difficulty = settings(profile).grpo_levels
+    levels = difficulty if isinstance(difficulty, int) else tuple(difficulty)
+    ds = synthetic_dataset(n, split="train", seed=seed, difficulty=levels)
     return ds, ds.info.description
 
 

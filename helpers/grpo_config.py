@@ -192,6 +192,11 @@ class GRPOSettings:
             values["per_device_train_batch_size"] = overrides["num_generations"]  # one group per step
         return cls(**{**values, **overrides})
 
+    @property
+    def prompts_drawn(self) -> int:
+        """Prompts GRPO draws over the run: ``max_steps`` × the groups in each step's batch."""
+        return self.max_steps * self.per_device_train_batch_size * self.gradient_accumulation_steps // self.num_generations
+
     @classmethod
     def explain(cls) -> str:
         """Every field with its help text, one per line (for a notebook)."""

@@ -302,6 +302,7 @@ def digit_count_reward(completions, **kwargs) -> list[float]:
 def _grpo_child(out: str) -> None:
     """Train GRPO for a few steps with rollouts from TRL's colocated vLLM engine; write result.json."""
     import torch
+    from vllm.model_executor.layers import utils as vllm_layer_utils
 
     from helpers.data import synthetic_dataset
     from helpers.grpo import train_grpo
@@ -324,8 +325,7 @@ def _grpo_child(out: str) -> None:
     llm = trainer.vllm_generation.llm
     payload = {
         "used_vllm": bool(trainer.use_vllm), "vllm_mode": trainer.vllm_mode,
-        "weights_kept": getattr(__import__("vllm.model_executor.layers.utils", fromlist=["x"]).dispatch_cpu_unquantized_gemm,
-                                "_keeps_weights", False),
+        "weights_kept": getattr(vllm_layer_utils.dispatch_cpu_unquantized_gemm, "_keeps_weights", False),
         "engine": type(llm).__module__ + "." + type(llm).__name__,
         "engine_dtype": str(llm.llm_engine.model_config.dtype),
         "steps": trainer.state.global_step,
