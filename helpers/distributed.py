@@ -31,6 +31,19 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+PLAIN_TRL_ENV = "GRPO_PLAIN_TRL"
+
+
+def plain_trl() -> bool:
+    """Whether to load with transformers + PEFT and train with TRL as it comes (vLLM colocate where vLLM
+    runs) instead of Unsloth: always with several processes (Unsloth's open-source path is single-GPU),
+    and on one process when ``$GRPO_PLAIN_TRL`` is 1 (the one-GPU baseline of the multi-GPU path)."""
+    value = os.environ.get(PLAIN_TRL_ENV, "").strip().lower()
+    if value not in ("", "0", "1", "false", "true"):
+        raise ValueError(f"{PLAIN_TRL_ENV}={value!r} is not 0 or 1; fix: unset it, or set 1 for plain TRL + PEFT.")
+    return world_size() > 1 or value in ("1", "true")
+
+
 def barrier() -> None:
     """Wait for every process (a no-op without an initialised process group)."""
     import torch.distributed as dist

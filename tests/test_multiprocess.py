@@ -40,3 +40,23 @@ def test_two_processes_write_one_run_folder(tmp_path):
     assert json.loads((adapter / "training.json").read_text())["processes"] == 2
     assert sorted(p.name for p in (run / "grpo" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     assert not list((run / "grpo").glob("previous-*"))  # a fresh folder: nothing of an earlier run to set aside
+
+
+@pytest.mark.parametrize("env, expected", [({}, False), ({"GRPO_PLAIN_TRL": "1"}, True), ({"GRPO_PLAIN_TRL": "0"}, False),
+                                           ({"WORLD_SIZE": "2"}, True), ({"WORLD_SIZE": "2", "GRPO_PLAIN_TRL": "0"}, True)])
+def test_plain_trl_path_with_several_processes_or_when_asked(monkeypatch, env, expected):
+    from helpers.distributed import plain_trl
+
+    for key in ("GRPO_PLAIN_TRL", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert plain_trl() is expected
+
+
+def test_plain_trl_refuses_a_value_it_cannot_read(monkeypatch):
+    from helpers.distributed import plain_trl
+
+    monkeypatch.setenv("GRPO_PLAIN_TRL", "yes please")
+    with pytest.raises(ValueError, match="GRPO_PLAIN_TRL='yes please' is not 0 or 1; fix"):
+        plain_trl()
