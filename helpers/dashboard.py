@@ -20,20 +20,22 @@ Resuming: at ``on_train_begin`` entries of ``metrics.jsonl`` with a step above `
 checkpoint's step, 0 on a fresh start) are cut, since the trainer will log those steps again; the file
 as it was before the cut is kept as ``metrics.jsonl.prev``. ``read_metrics`` also merges records of
 the same step (later values win), so a history read from any file has one row per step.
+
+Here: the callback, its console line / widget header (``summary_line``), the sample table and ``attach``.
+The metric names and the ``metrics.jsonl`` history are ``helpers.metrics_log``'s, the PNG curves
+``helpers.dashboard_plots``'; their public names are re-exported here (``from helpers.dashboard import
+read_metrics, plot_metrics``).
 """
 
 from __future__ import annotations
 
 import html
-import io
 import json
 import math
 import os
-import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,313 +43,38 @@ from transformers import TrainerCallback
 
 from helpers.runs import RunLayout
 
-# Canonical names (TRL 1.15's own keys); per reward function: ``rewards/<name>/mean`` and ``/std``.
-REWARD, REWARD_STD = "reward", "reward_std"
-LENGTH, CLIPPED = "completions/mean_length", "completions/clipped_ratio"
-ZERO_STD = "frac_reward_zero_std"
-KL, ENTROPY = "kl", "entropy"
-LOSS, GRAD_NORM, LR = "loss", "grad_norm", "learning_rate"
+from .dashboard_plots import PANEL_NAMES, _render, figure, plot_metrics
+from .metrics_log import (
+    CLIPPED,
+    ENTROPY,
+    GRAD_NORM,
+    KL,
+    LENGTH,
+    LOSS,
+    LR,
+    REWARD,
+    REWARD_STD,
+    ZERO_STD,
+    Panels,
+    _read_lines,
+    canonical,
+    canonical_key,
+    merge_by_step,
+    read_metrics,
+    reward_names,
+    truncate_metrics,
+)
 
-_OLD_KEYS = {"completion_length": LENGTH, "clip_ratio": "clip_ratio/region_mean"}
-_RECORD_KEYS = ("step", "epoch", "time", "elapsed_s")
-
-
-def canonical_key(key: str) -> str:
-    """The canonical name of a logged metric key, for TRL ≥ 0.17 (1.x) and the older generation.
-
-    >>> canonical_key("rewards/accuracy"), canonical_key("completion_length"), canonical_key("eval_clip_ratio")
-    ('rewards/accuracy/mean', 'completions/mean_length', 'eval_clip_ratio/region_mean')
-    >>> canonical_key("rewards/accuracy/std"), canonical_key("kl")
-    ('rewards/accuracy/std', 'kl')
-    """
-    if key.startswith("eval_"):
-        return "eval_" + canonical_key(key[5:])
-    parts = key.split("/")
-    if len(parts) == 2 and parts[0] == "rewards":
-        return key + "/mean"
-    return _OLD_KEYS.get(key, key)
-
-
-def canonical(logs: Mapping[str, Any]) -> dict[str, float | None]:
-    """The numeric values of ``logs`` under canonical names; NaN/inf and ``None`` become ``None``.
-
-    >>> canonical({"completion_length": 0, "completions/mean_length": 41.5, "reward": float("nan")})
-    {'completions/mean_length': 41.5, 'reward': None}
-    """
-    out: dict[str, float | None] = {}
-    for key, value in logs.items():
-        name = canonical_key(key)
-        if name != key and name in logs:  # both generations logged (Unsloth adds old keys, e.g. a 0
-            continue  # `completion_length`): the current key wins
-        if value is None:
-            out[name] = None
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = float(value) if math.isfinite(value) else None
-    return out
-
-
-def reward_names(keys: Iterable[str]) -> list[str]:
-    """Reward-function names found among canonical keys ``rewards/<name>/mean``, sorted."""
-    return sorted({k.split("/")[1] for k in keys if k.startswith("rewards/") and k.endswith("/mean")})
-
-
-@dataclass(frozen=True)
-class Panels:
-    """Which reward functions feed the format-compliance and accuracy panels.
-
-    Each field is a tuple of substrings tried in order against reward-function names: the first one that
-    matches any name picks the panel's functions (an exact name first: it is the headline value of the
-    console line and header). With ``helpers.rewards``' names the format panel shows
-    ``format_compliance`` and the accuracy panel ``accuracy`` and ``lenient_accuracy``; without them it
-    falls back to names containing ``format`` / ``correct``. A panel with no match stays empty.
-    """
-
-    format: tuple[str, ...] = ("format_compliance", "format")
-    accuracy: tuple[str, ...] = ("accuracy", "correct")
-
-    def match(self, panel: str, names: Iterable[str]) -> list[str]:
-        """Reward names for ``panel`` ("format" or "accuracy"), headline first.
-
-        >>> Panels().match("accuracy", ["correctness_reward", "lenient_accuracy", "accuracy"])
-        ['accuracy', 'lenient_accuracy']
-        """
-        names = list(names)
-        for pattern in getattr(self, panel):
-            found = [n for n in names if pattern in n]
-            if found:
-                return sorted(found, key=lambda n: (n != pattern, n))
-        return []
-
-
-# ---------------------------------------------------------------------------------------------------
-# History: JSONL on disk, one row per step in memory
-
-
-def merge_by_step(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One canonical row per step, sorted by step; records of the same step are merged, later values win.
-
-    Accepts ``metrics.jsonl`` records or ``trainer.state.log_history`` (raw TRL keys of either generation).
-    """
-    rows: dict[int, dict[str, Any]] = {}
-    for rec in records:
-        if "step" not in rec:
-            continue
-        step = int(rec["step"])
-        row = rows.setdefault(step, {"step": step})
-        row.update({k: v for k, v in rec.items() if k in _RECORD_KEYS[1:]})
-        row.update(canonical({k: v for k, v in rec.items() if k not in _RECORD_KEYS}))
-    return [rows[s] for s in sorted(rows)]
-
-
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    records = []
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill
-                continue
-            if isinstance(rec, dict) and "step" in rec:
-                records.append(rec)
-    return records
-
-
-def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The history in a ``metrics.jsonl`` (or a stage folder holding one): one dict per step, sorted,
-    de-duplicated by step (later values win), canonical keys; unreadable lines are skipped."""
-    path = Path(path)
-    return merge_by_step(_read_lines(path / "metrics.jsonl" if path.is_dir() else path))
-
-
-def truncate_metrics(path: str | os.PathLike, after_step: int) -> int:
-    """Drop the records of ``path`` with a step above ``after_step`` (and unreadable lines); returns how many
-    lines went. The file is rewritten atomically and its previous content kept as ``<name>.prev``."""
-    path = Path(path)
-    if not path.exists():
-        return 0
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [json.dumps(r) for r in _read_lines(path) if int(r["step"]) <= after_step]
-    if len(kept) == len(lines):
-        return 0
-    shutil.copy2(path, path.with_name(path.name + ".prev"))
-    _atomic_write(path, "".join(line + "\n" for line in kept).encode())
-    return len(lines) - len(kept)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Plots (matplotlib's object API: no pyplot, no GUI backend; PNGs render through Agg)
-
-
-def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
-    return [p[0] for p in pts], [p[1] for p in pts]
-
-
-def _lines(ax: Any, rows: Sequence[Mapping[str, Any]], keys: Sequence[tuple[str, str]], **kw: Any) -> bool:
-    drawn = False
-    for key, label in keys:
-        x, y = _series(rows, key)
-        if x:
-            ax.plot(x, y, marker="." if len(x) < 30 else None, label=label, **kw)
-            drawn = True
-    return drawn
-
-
-def _twin(ax: Any, rows: Sequence[Mapping[str, Any]], left: tuple[str, str], right: tuple[str, str]) -> bool:
-    drawn = _lines(ax, rows, [left], color="C0")
-    if _series(rows, right[0])[0]:
-        other = ax.twinx()
-        _lines(other, rows, [right], color="C1")
-        other.set_ylabel(right[1], color="C1")
-        other.tick_params(labelsize=8)
-        drawn = True
-    if drawn:
-        ax.set_ylabel(left[1], color="C0")
-    return drawn
-
-
-def _draw_reward(ax: Any, rows: Sequence[Mapping[str, Any]], panels: Panels) -> bool:
-    x, y = _series(rows, REWARD)
-    if not x:
-        return False
-    ax.plot(x, y, color="C0", marker="." if len(x) < 30 else None, label="mean")
-    spread = [(r["step"], r[REWARD], r.get(REWARD_STD)) for r in rows if r.get(REWARD) is not None]
-    band = [(s, m, d) for s, m, d in spread if d is not None]
-    if band:
-        ax.fill_between([b[0] for b in band], [b[1] - b[2] for b in band], [b[1] + b[2] for b in band],
-                        color="C0", alpha=0.2, label="± std")
-    return True
-
-
-def _draw_rewards(ax: Any, rows: Sequence[Mapping[str, Any]], panels: Panels) -> bool:
-    names = reward_names(k for r in rows for k in r)
-    return _lines(ax, rows, [(f"rewards/{n}/mean", n) for n in names])
-
-
-def _draw_format_accuracy(ax: Any, rows: Sequence[Mapping[str, Any]], panels: Panels) -> bool:
-    names = reward_names(k for r in rows for k in r)
-    keys = [(f"rewards/{n}/mean", f"{panel}: {n}") for panel in ("format", "accuracy") for n in panels.match(panel, names)]
-    drawn = _lines(ax, rows, keys)
-    if drawn:
-        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
-    return drawn
-
-
-_PANELS: dict[str, tuple[str, Callable[[Any, Sequence[Mapping[str, Any]], Panels], bool]]] = {
-    "reward": ("total reward (mean ± std)", _draw_reward),
-    "rewards": ("reward functions (mean)", _draw_rewards),
-    "format_accuracy": ("format compliance / accuracy", _draw_format_accuracy),
-    "length": ("completion length / clipped ratio", lambda ax, rows, p: _twin(ax, rows, (LENGTH, "tokens"), (CLIPPED, "clipped"))),
-    "zero_std": ("frac_reward_zero_std", lambda ax, rows, p: _lines(ax, rows, [(ZERO_STD, "zero-std groups")])),
-    "kl_entropy": ("KL / entropy", lambda ax, rows, p: _twin(ax, rows, (KL, "kl"), (ENTROPY, "entropy"))),
-    "loss": ("loss / grad norm", lambda ax, rows, p: _twin(ax, rows, (LOSS, "loss"), (GRAD_NORM, "grad norm"))),
-    "lr": ("learning rate", lambda ax, rows, p: _lines(ax, rows, [(LR, "lr")])),
-}
-PANEL_NAMES = tuple(_PANELS)
-
-
-_FIXED_KEYS = {"reward": [REWARD], "length": [LENGTH, CLIPPED], "zero_std": [ZERO_STD], "kl_entropy": [KL, ENTROPY],
-               "loss": [LOSS, GRAD_NORM], "lr": [LR]}
-
-
-def _panels_with_data(rows: Sequence[Mapping[str, Any]], panels: Panels) -> list[str]:
-    names = reward_names(k for r in rows for k in r)
-    keys = dict(_FIXED_KEYS, rewards=[f"rewards/{n}/mean" for n in names],
-                format_accuracy=[f"rewards/{n}/mean" for p in ("format", "accuracy") for n in panels.match(p, names)])
-    return [name for name in PANEL_NAMES if any(r.get(k) is not None for r in rows for k in keys[name])]
-
-
-def _finish(ax: Any, title: str) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("step", fontsize=8)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.tick_params(labelsize=8)
-    ax.grid(alpha=0.3)
-    if len(ax.get_legend_handles_labels()[0]) > 1:  # one curve: the title (or coloured y labels) says it
-        ax.legend(fontsize=7, loc="best")
-
-
-def figure(history: Sequence[Mapping[str, Any]], panels: Panels | None = None, cols: int = 4) -> Any:
-    """A matplotlib ``Figure`` with one subplot per panel that has data (all panels empty: one note)."""
-    return _figure(merge_by_step(history), panels or Panels(), cols)[0]
-
-
-def _figure(rows: Sequence[Mapping[str, Any]], panels: Panels, cols: int = 4) -> tuple[Any, dict[str, Any]]:
-    from matplotlib.figure import Figure
-
-    names = _panels_with_data(rows, panels)
-    ncols = max(1, min(cols, len(names)))
-    nrows = max(1, math.ceil(len(names) / ncols))
-    width, height = 4.2 * ncols, 2.9 * nrows
-    fig = Figure(figsize=(width, height))  # fixed margins: a layout engine costs more than the drawing
-    fig.subplots_adjust(left=0.7 / width, right=1 - 0.7 / width, bottom=0.5 / height, top=1 - 0.35 / height,
-                        wspace=0.55, hspace=0.55)
-    if not names:
-        fig.text(0.5, 0.5, "nothing logged yet", ha="center", va="center")
-    axes = {}
-    for i, name in enumerate(names):
-        axes[name] = ax = fig.add_subplot(nrows, ncols, i + 1)
-        title, draw = _PANELS[name]
-        draw(ax, rows, panels)
-        _finish(ax, title)
-    return fig, axes
-
-
-def _render(fig: Any, dpi: int, crops: Mapping[str, Any] | None = None) -> dict[str, bytes]:
-    """Draw ``fig`` once with Agg; PNG bytes of the whole figure (``""``) and of each axes in ``crops``
-    (the panel's box with its twin axes, labels and title), cut from the same pixels."""
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.transforms import Bbox
-    from PIL import Image
-
-    fig.set_dpi(dpi)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    pixels = np.asarray(canvas.buffer_rgba())
-    height, width = pixels.shape[:2]
-
-    def png(arr: Any) -> bytes:
-        buf = io.BytesIO()
-        Image.fromarray(arr).save(buf, format="png")
-        return buf.getvalue()
-
-    out = {"": png(pixels)}
-    renderer = canvas.get_renderer()
-    for name, ax in (crops or {}).items():
-        group = [a for a in fig.axes if a.get_position().bounds == ax.get_position().bounds]
-        box = Bbox.union([a.get_tightbbox(renderer) for a in group]).padded(6)
-        x0, x1 = max(0, int(box.x0)), min(width, int(math.ceil(box.x1)))
-        y0, y1 = max(0, int(height - box.y1)), min(height, int(math.ceil(height - box.y0)))
-        out[name] = png(np.ascontiguousarray(pixels[y0:y1, x0:x1]))
-    return out
-
-
-def plot_metrics(history: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike, prefix: str = "grpo",
-                 panels: Panels | None = None, dpi: int = 100) -> dict[str, Path]:
-    """Write the curves of ``history`` (``read_metrics`` rows, callback records or ``state.log_history``) as
-    PNGs to ``out_dir``: ``<prefix>_dashboard.png`` with every panel that has data, and one
-    ``<prefix>_<panel>.png`` per such panel (``PANEL_NAMES``), cut from the same drawing. Each file is
-    written atomically (temp file + ``os.replace``). Returns ``{"dashboard" | panel: path}``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fig, axes = _figure(merge_by_step(history), panels or Panels())
-    written = {}
-    for name, data in _render(fig, dpi, axes).items():
-        written[name or "dashboard"] = path = out / f"{prefix}_{name or 'dashboard'}.png"
-        _atomic_write(path, data)
-    return written
+__all__ = [
+    # helpers.metrics_log
+    "REWARD", "REWARD_STD", "LENGTH", "CLIPPED", "ZERO_STD", "KL", "ENTROPY", "LOSS", "GRAD_NORM", "LR",
+    "canonical_key", "canonical", "reward_names", "Panels", "merge_by_step", "read_metrics", "truncate_metrics",
+    # helpers.dashboard_plots
+    "PANEL_NAMES", "figure", "plot_metrics",
+    # this module
+    "summary_line", "samples_from_trainer_logs", "samples_html", "Throttle", "DOM_CLASSES", "DashboardCallback",
+    "attach",
+]
 
 
 # ---------------------------------------------------------------------------------------------------

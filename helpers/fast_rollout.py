@@ -27,6 +27,9 @@ model's own ``generate`` and says why once (``FastSampler.fallbacks``).
 ``install(model)`` puts the sampler in front of ``model.generate`` (the PEFT model TRL's ``GRPOTrainer``
 generates with); ``uninstall(model)`` removes it. The KV cache and the graphs are released after each rollout
 unless ``keep=True`` (faster: no re-capture, but the cache's memory stays allocated during training).
+
+The model is read (and checked) by ``helpers.fast_model``; the norms, rotary embeddings and the Triton decode
+step are ``helpers.fast_kernels``'. Here: the sampler (prefill, decode step, sampling, graphs) and ``install``.
 """
 
 from __future__ import annotations
@@ -37,227 +40,10 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+from .fast_kernels import _rms, _rope, decode_triton, triton
+from .fast_model import SUPPORTED_MODEL_TYPES, Unsupported, describe
 
-try:  # Triton kernels for the decode step (CUDA builds of torch ship Triton; TRITON_INTERPRET=1 runs them on a CPU)
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - CPU installs: the torch path below is used
-    triton = None
-
-
-if triton is not None:
-
-    @triton.jit
-    def _add_rms_kernel(X, D, W, OUT, N, eps, HAS_D: tl.constexpr, BLOCK: tl.constexpr):
-        """Per row: x += d (stored back, rounded to x's dtype), out = w * rms_norm(x) (float32 inside)."""
-        row = tl.program_id(0)
-        cols = tl.arange(0, BLOCK)
-        m = cols < N
-        ty = X.dtype.element_ty
-        x = tl.load(X + row * N + cols, mask=m, other=0.0)
-        if HAS_D:
-            d = tl.load(D + row * N + cols, mask=m, other=0.0)
-            x = (x.to(tl.float32) + d.to(tl.float32)).to(ty)
-            tl.store(X + row * N + cols, x, mask=m)
-        xf = x.to(tl.float32)
-        var = tl.sum(xf * xf, axis=0) / N
-        h = (xf * (1.0 / tl.sqrt(var + eps))).to(ty)
-        w = tl.load(W + cols, mask=m, other=0.0)
-        tl.store(OUT + row * N + cols, (w.to(tl.float32) * h.to(tl.float32)).to(ty), mask=m)
-
-    @triton.jit
-    def _rope_cache_kernel(Q, K, V, QOUT, KC, VC, POS, COL, INV, H, KV, CAP,
-                           D: tl.constexpr, HALF: tl.constexpr):
-        """Rotary embedding of one token's q (into QOUT) and k, and k / v written to the cache at column COL.
-        Program (row, head): heads < H rotate q, the others rotate k and store k and v."""
-        b = tl.program_id(0)
-        h = tl.program_id(1)
-        ty = QOUT.dtype.element_ty
-        i = tl.arange(0, HALF)
-        f = tl.load(POS + b).to(tl.float32) * tl.load(INV + i)
-        cos = tl.cos(f).to(ty).to(tl.float32)
-        sin = tl.sin(f).to(ty).to(tl.float32)
-        if h < H:
-            src = Q + (b * H + h) * D
-            dst = QOUT + (b * H + h) * D
-        else:
-            kh = h - H
-            src = K + (b * KV + kh) * D
-            col = tl.load(COL)
-            dst = KC + ((b * KV + kh) * CAP + col) * D
-            j = tl.arange(0, D)
-            v = tl.load(V + (b * KV + kh) * D + j)
-            tl.store(VC + ((b * KV + kh) * CAP + col) * D + j, v)
-        x1 = tl.load(src + i).to(tl.float32)
-        x2 = tl.load(src + HALF + i).to(tl.float32)
-        o1 = ((x1 * cos).to(ty).to(tl.float32) - (x2 * sin).to(ty).to(tl.float32)).to(ty)
-        o2 = ((x2 * cos).to(ty).to(tl.float32) + (x1 * sin).to(ty).to(tl.float32)).to(ty)
-        tl.store(dst + i, o1)
-        tl.store(dst + HALF + i, o2)
-
-    @triton.jit
-    def _decode_attn_kernel(Q, KC, VC, VALID, OUT, width, scale, H, KV, CAP, VSTRIDE,
-                            GROUPS: tl.constexpr, D: tl.constexpr, BLOCK_N: tl.constexpr):
-        """softmax(q K^T * scale over the valid columns < width) V for one (row, head); online softmax."""
-        b = tl.program_id(0)
-        h = tl.program_id(1)
-        kh = h // GROUPS
-        d = tl.arange(0, D)
-        q = tl.load(Q + (b * H + h) * D + d).to(tl.float32)
-        kbase = KC + (b * KV + kh) * CAP * D
-        vbase = VC + (b * KV + kh) * CAP * D
-        m_i = tl.max(tl.full([BLOCK_N], -1e30, tl.float32), axis=0)
-        l_i = tl.sum(tl.zeros([BLOCK_N], tl.float32), axis=0)
-        acc = tl.zeros([D], tl.float32)
-        start = 0
-        while start < width:  # (a while loop: Triton's CPU interpreter cannot range() over a runtime bound)
-            n = start + tl.arange(0, BLOCK_N)
-            nm = n < width
-            keep = nm & (tl.load(VALID + b * VSTRIDE + n, mask=nm, other=0) != 0)
-            k = tl.load(kbase + n[:, None] * D + d[None, :], mask=nm[:, None], other=0.0).to(tl.float32)
-            s = tl.sum(k * q[None, :], axis=1) * scale
-            s = tl.where(keep, s, float("-inf"))
-            m_new = tl.maximum(m_i, tl.max(s, axis=0))
-            alpha = tl.exp(m_i - m_new)
-            p = tl.exp(s - m_new)
-            l_i = l_i * alpha + tl.sum(p, axis=0)
-            v = tl.load(vbase + n[:, None] * D + d[None, :], mask=nm[:, None], other=0.0).to(tl.float32)
-            acc = acc * alpha + tl.sum(p[:, None] * v, axis=0)
-            m_i = m_new
-            start += BLOCK_N
-        tl.store(OUT + (b * H + h) * D + d, (acc / l_i).to(OUT.dtype.element_ty))
-
-    @triton.jit
-    def _silu_mul_kernel(G, U, OUT, n, BLOCK: tl.constexpr):
-        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        m = i < n
-        ty = OUT.dtype.element_ty
-        g = tl.load(G + i, mask=m, other=0.0).to(tl.float32)
-        u = tl.load(U + i, mask=m, other=0.0).to(tl.float32)
-        s = (g / (1.0 + tl.exp(-g))).to(ty).to(tl.float32)
-        tl.store(OUT + i, (s * u).to(ty), mask=m)
-
-
-class Unsupported(Exception):
-    """The model or the request is outside what the sampler implements: fall back to ``generate``."""
-
-
-def _inner_model(model):
-    """The ``*ForCausalLM`` under PEFT wrappers: the first module whose own children are ``lm_head`` and a
-    ``model`` holding ``layers`` (PEFT forwards attribute lookups, so plain ``hasattr`` would mislead)."""
-    for node in model.modules():
-        children = node._modules
-        if "lm_head" in children and "layers" in getattr(children.get("model"), "_modules", {}):
-            return node
-    raise Unsupported(f"no decoder layers found in {type(model).__name__}")
-
-
-class _Proj:
-    """One linear projection with its active LoRA adapters: ``x W^T + b + Σ s · (x A^T) B^T``."""
-
-    def __init__(self, module, dtype):
-        base = getattr(module, "base_layer", module)
-        if not isinstance(base, torch.nn.Linear) or type(base.weight) is not torch.nn.Parameter:
-            raise Unsupported(f"projection {type(base).__name__} is not a plain 16/32-bit Linear")
-        if base.weight.dtype != dtype:
-            raise Unsupported(f"weight dtype {base.weight.dtype} differs from the model's {dtype}")
-        self.W, self.b = base.weight, base.bias
-        self.lora = []
-        if hasattr(module, "lora_A") and not getattr(module, "disable_adapters", False):
-            if getattr(module, "merged", False):
-                raise Unsupported("merged LoRA adapters")
-            for name in module.active_adapters:
-                if name not in module.lora_A:
-                    continue
-                if getattr(module, "use_dora", {}).get(name, False):
-                    raise Unsupported("DoRA adapters")
-                if getattr(module, "lora_bias", {}).get(name, False):
-                    raise Unsupported("LoRA biases")
-                A, B = module.lora_A[name].weight, module.lora_B[name].weight
-                scale = float(module.scaling[name])
-                if A.dtype == dtype:
-                    self.lora.append((A, B, scale, None))
-                else:  # cast into fixed buffers (refresh() before each rollout)
-                    self.lora.append((A, B, scale, (A.detach().to(dtype), B.detach().to(dtype))))
-
-    def refresh(self):
-        for A, B, _, cast in self.lora:
-            if cast is not None:
-                cast[0].copy_(A.detach())
-                cast[1].copy_(B.detach())
-
-    def __call__(self, x):
-        shape = x.shape
-        x2 = x.reshape(-1, shape[-1])
-        y = F.linear(x2, self.W, self.b)
-        for A, B, scale, cast in self.lora:
-            if cast is not None:
-                A, B = cast
-            y.addmm_(F.linear(x2, A), B.t(), alpha=scale)
-        return y.view(*shape[:-1], y.shape[-1])
-
-
-def _rms(x, weight, eps):
-    """transformers' LlamaRMSNorm / Qwen2RMSNorm: normalise in float32, cast back, then scale."""
-    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
-
-
-def _rope(x, cos, sin_signed):
-    """``x * cos + rotate_half(x) * sin`` with ``rotate_half(x) = cat(-x2, x1)``: ``roll`` by half a head swaps the
-    halves, ``sin_signed = cat(-sin1, sin2)`` puts the minus sign on the first half."""
-    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
-
-
-class _Fused:
-    """Projections that read the same input (q/k/v; gate/up): their LoRA A matrices stacked, so one matrix product
-    gives every ``x A^T`` (one launch instead of three or two); the base products and the B updates stay apart."""
-
-    def __init__(self, projs, dtype):
-        self.projs = projs
-        self.buf = None
-        shapes = {tuple(p.lora[0][0].shape) for p in projs if len(p.lora) == 1}
-        if all(len(p.lora) == 1 for p in projs) and len(shapes) == 1:
-            r, n_in = shapes.pop()
-            self.r = r
-            self.buf = torch.empty((r * len(projs), n_in), dtype=dtype, device=projs[0].W.device)
-
-    def refresh(self):
-        if self.buf is not None:
-            for i, p in enumerate(self.projs):
-                self.buf[i * self.r:(i + 1) * self.r].copy_(p.lora[0][0].detach())
-
-    def __call__(self, x2):
-        if self.buf is None:
-            return [p(x2) for p in self.projs]
-        xa = F.linear(x2, self.buf)
-        outs = []
-        for i, p in enumerate(self.projs):
-            y = F.linear(x2, p.W, p.b)
-            _, B, scale, cast = p.lora[0]
-            y.addmm_(xa[:, i * self.r:(i + 1) * self.r], (cast[1] if cast is not None else B).t(), alpha=scale)
-            outs.append(y)
-        return outs
-
-
-class _Layer:
-    def __init__(self, layer, dtype):
-        attn, mlp = layer.self_attn, layer.mlp
-        self.q, self.k, self.v, self.o = (_Proj(getattr(attn, n), dtype) for n in ("q_proj", "k_proj", "v_proj", "o_proj"))
-        self.gate, self.up, self.down = (_Proj(getattr(mlp, n), dtype) for n in ("gate_proj", "up_proj", "down_proj"))
-        self.norm1, self.eps1 = layer.input_layernorm.weight, layer.input_layernorm.variance_epsilon
-        self.norm2, self.eps2 = layer.post_attention_layernorm.weight, layer.post_attention_layernorm.variance_epsilon
-        self.qkv = _Fused((self.q, self.k, self.v), dtype)
-        self.gate_up = _Fused((self.gate, self.up), dtype)
-
-    def projs(self):
-        return (self.q, self.k, self.v, self.o, self.gate, self.up, self.down)
-
-    def refresh(self):
-        for proj in self.projs():
-            proj.refresh()
-        self.qkv.refresh()
-        self.gate_up.refresh()
+__all__ = ["SUPPORTED_MODEL_TYPES", "FastSampler", "Unsupported", "install", "uninstall"]
 
 
 class FastSampler:
@@ -280,43 +66,10 @@ class FastSampler:
         if self._spec is not None:
             return self._spec
         try:
-            self._spec = self._describe()
+            self._spec = describe(self.model)
         except (AttributeError, TypeError, KeyError) as exc:
             raise Unsupported(f"unexpected model layout ({type(exc).__name__}: {exc})") from None
         return self._spec
-
-    def _describe(self):
-        lm = _inner_model(self.model)
-        config = lm.config
-        mtype = getattr(config, "model_type", None)
-        if mtype not in SUPPORTED_MODEL_TYPES:
-            raise Unsupported(f"model type {mtype!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})")
-        if getattr(config, "hidden_act", "silu") != "silu":
-            raise Unsupported(f"activation {config.hidden_act!r}")
-        if getattr(config, "use_sliding_window", False):
-            raise Unsupported("sliding-window attention")
-        rope = dict(getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {})
-        if rope.get("rope_type", rope.get("type", "default")) != "default":
-            raise Unsupported(f"rope type {rope.get('rope_type', rope.get('type'))!r}")
-        theta = float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
-        embed = lm.model.embed_tokens
-        if type(embed) is not torch.nn.Embedding:
-            raise Unsupported(f"embedding {type(embed).__name__}")
-        head = lm.lm_head
-        head = getattr(head, "base_layer", head)
-        if not isinstance(head, torch.nn.Linear) or getattr(lm.lm_head, "lora_A", None):
-            raise Unsupported("an adapted or unusual output head")
-        dtype = embed.weight.dtype
-        layers = [_Layer(layer, dtype) for layer in lm.model.layers]
-        n_heads = config.num_attention_heads
-        n_kv = getattr(config, "num_key_value_heads", None) or n_heads
-        head_dim = layers[0].q.W.shape[0] // n_heads
-        if layers[0].k.W.shape[0] != n_kv * head_dim:
-            raise Unsupported("unexpected key projection shape")
-        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=embed.weight.device) / head_dim))
-        return dict(lm=lm, config=config, dtype=dtype, layers=layers, embed=embed.weight, head=head,
-                          norm=lm.model.norm.weight, norm_eps=lm.model.norm.variance_epsilon, n_heads=n_heads,
-                          n_kv=n_kv, head_dim=head_dim, inv_freq=inv_freq, device=embed.weight.device)
 
     # -- request checks --------------------------------------------------------------------------------------
     @staticmethod
@@ -436,7 +189,7 @@ class FastSampler:
         ids = st["seq"].index_select(1, col)  # [b, 1]
         st["valid"].index_fill_(1, col, True)
         if self._use_triton():
-            hidden = self._decode_triton(ids, col, width)
+            hidden = decode_triton(self._spec, st, ids, col, width)
         else:
             mask = st["valid"][:, None, None, :width]  # [b, 1, 1, width]
             hidden = self._forward(ids, st["pos"][:, None], col, width, mask)
@@ -454,40 +207,6 @@ class FastSampler:
         if self.kernels == "triton":
             return ok
         return ok and spec["device"].type == "cuda"
-
-    def _decode_triton(self, ids, col, width):
-        """The decode step with Triton kernels for the norms (+ residual adds), rotary + cache write, attention and
-        SiLU·up; the projections (and LoRA) stay cuBLAS matrix products. Same math as ``_forward`` for one token."""
-        spec, st = self._spec, self._state
-        b = ids.shape[0]
-        H, KV, d = spec["n_heads"], spec["n_kv"], spec["head_dim"]
-        hidden = spec["embed"].shape[1]
-        x = F.embedding(ids[:, 0], spec["embed"])  # [b, hidden], updated in place by the residual adds
-        h = torch.empty_like(x)
-        block = triton.next_power_of_2(hidden)
-        valid = st["valid"].view(torch.uint8)
-        scale = 1.0 / math.sqrt(d)
-        pending = None
-        for i, layer in enumerate(spec["layers"]):
-            _add_rms_kernel[(b,)](x, pending if pending is not None else x, layer.norm1, h, hidden, layer.eps1,
-                                  HAS_D=pending is not None, BLOCK=block)
-            q, k, v = layer.qkv(h)
-            qr = torch.empty_like(q)
-            K, V = st["K"][i], st["V"][i]
-            _rope_cache_kernel[(b, H + KV)](q, k, v, qr, K, V, st["pos"], col, spec["inv_freq"], H, KV,
-                                            st["capacity"], D=d, HALF=d // 2)
-            a = torch.empty_like(q)
-            _decode_attn_kernel[(b, H)](qr, K, V, valid, a, width, scale, H, KV, st["capacity"], valid.stride(0),
-                                        GROUPS=H // KV, D=d, BLOCK_N=64)
-            o = layer.o(a)
-            _add_rms_kernel[(b,)](x, o, layer.norm2, h, hidden, layer.eps2, HAS_D=True, BLOCK=block)
-            g, u = layer.gate_up(h)
-            m = torch.empty_like(g)
-            n = m.numel()
-            _silu_mul_kernel[(triton.cdiv(n, 1024),)](g, u, m, n, BLOCK=1024)
-            pending = layer.down(m)
-        _add_rms_kernel[(b,)](x, pending, spec["norm"], h, hidden, spec["norm_eps"], HAS_D=True, BLOCK=block)
-        return h
 
     # -- state -----------------------------------------------------------------------------------------------
     def _alloc(self, b, capacity, device):

@@ -202,7 +202,7 @@ def filtered_trainer_class(base, group_filter: GroupFilter):
 
 
 def filter_report(history) -> str:
-    """One line per logged GRPO step (``helpers.dashboard.read_metrics`` rows): groups without reward
+    """One line per logged GRPO step (``helpers.metrics_log.read_metrics`` rows): groups without reward
     spread in the first sampling, and how many were replaced or dropped; then the totals."""
     rows = [r for r in history if r.get("group_filter/zero_spread") is not None]
     if not rows:

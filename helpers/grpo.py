@@ -411,7 +411,7 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     if main:
         save_adapter(trainer.accelerator.unwrap_model(model), tokenizer, layout.grpo_adapter, info=info)
     barrier()  # the other processes return once the adapter is on disk
-    from .dashboard import read_metrics
+    from .metrics_log import read_metrics
 
     metrics = layout.metrics("grpo")
     return GRPOResult(layout.grpo_adapter, trainer.state.global_step, resumed_from, seconds, metrics,

@@ -62,7 +62,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 def write_report(run_dir: str | os.PathLike | None = None) -> Path:
     """Write ``<run>/report.md`` from what the run folder holds, and ``<run>/learning.json``; return the report path."""
-    from .dashboard import plot_metrics, read_metrics
+    from .dashboard_plots import plot_metrics
+    from .metrics_log import read_metrics
     from .runtime import describe
 
     layout = RunLayout(run_dir)
@@ -108,7 +109,7 @@ def summary(run_dir: str | os.PathLike, seconds: float | None = None) -> str:
     """The end of a run in a few lines: the evaluation table (strict, lenient, format per model and held-out
     set), GRPO's learning (first fifth → last fifth of its steps), the time and the report's path.
     ``seconds``: this command's wall time, shown beside the notebooks' total."""
-    from .dashboard import read_metrics
+    from .metrics_log import read_metrics
 
     layout = RunLayout(run_dir)
     lines = []

@@ -396,7 +396,7 @@ def _train_sft(model, tokenizer, data, prompts, settings, layout, hw, unsloth, d
 
 
 def read_curves(history, result: SFTResult | None = None) -> str:
-    """A short reading of a warm-up's curves (``helpers.dashboard.read_metrics`` rows) and result."""
+    """A short reading of a warm-up's curves (``helpers.metrics_log.read_metrics`` rows) and result."""
     rows = [r for r in history if r.get("loss") is not None]
     if not rows:
         return "No SFT step was logged yet."
