@@ -66,7 +66,6 @@ from typing import Any
 from .checkpoints import checkpoint_problem, complete_checkpoints, newest_checkpoint
 from .checkpoints import set_aside_damaged as _drop_incomplete
 from .distributed import barrier, is_main_process, plain_trl, world_size
-from .rollout import announce, grpo_backend
 from .grpo_config import LOSS_TYPES, SCALE_REWARDS, GRPOSettings, group_advantages
 from .grpo_inputs import (
     GuardedReward,
@@ -77,7 +76,9 @@ from .grpo_inputs import (
     check_dataset,
     guard_rewards,
 )
-from .runtime import PROFILES, detect, pick_profile
+from .policy import load_policy
+from .rollout import announce, grpo_backend, prepare_rollouts
+from .runtime import PROFILES, detect
 
 log = logging.getLogger(__name__)
 
@@ -175,91 +176,6 @@ def _set_aside(stage: Path) -> Path | None:
     for path in old:
         os.replace(path, aside / path.name)
     return aside
-
-
-# ---------------------------------------------------------------------------------------------
-# The policy to train
-# ---------------------------------------------------------------------------------------------
-
-
-def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None = None, model_name: str | None = None,
-                from_sft: bool = True, lora_rank: int | None = None, model=None, tokenizer=None):
-    """``(model, tokenizer, start)``: the model GRPO trains, with its LoRA adapter.
-
-    The adapter starts from the SFT warm-up (``<run>/sft/adapter``) when ``from_sft`` and that folder
-    exists, else fresh (LoRA's B is zero, so the model starts identical to the base model). ``start``
-    says which. An SFT adapter folder that exists is checked before anything is loaded
-    (``helpers.saving.check_adapter_dir``: config, safetensors weights that read back, no pickle-only
-    ``adapter_model.bin``) and must fit the model; a damaged one raises
-    :class:`helpers.saving.AdapterLoadError` (one line), never a silent fresh start. A
-    ``model``/``tokenizer`` already loaded (without LoRA) can be passed in.
-    """
-    from .lora import add_lora
-    from .profiles import settings
-    from .runs import RunLayout
-    from .saving import AdapterLoadError, check_adapter_dir
-
-    profile = profile or pick_profile()
-    adapter = RunLayout(run_dir).sft_adapter
-    config = None
-    if from_sft and (adapter.exists() or adapter.is_symlink()):
-        try:
-            config = check_adapter_dir(adapter)
-            rank, alpha = int(config["r"]), int(config["lora_alpha"])
-        except AdapterLoadError as exc:
-            raise AdapterLoadError(f"{exc} (Or start GRPO from a fresh LoRA: from_sft=False.)") from None
-        except (KeyError, TypeError, ValueError):
-            raise AdapterLoadError(f"{adapter / 'adapter_config.json'} is not a LoRA config (no usable 'r' and "
-                                   "'lora_alpha'); fix: run the SFT warm-up (notebook 06) again, or pass "
-                                   "from_sft=False.") from None
-    if model is None:
-        from .loading import load_model
-
-        model, tokenizer = load_model(model_name, profile=profile)
-    gc = detect().cuda
-    if config is not None:
-        model, _ = add_lora(model, rank, alpha=alpha, gradient_checkpointing=gc)
-        _load_adapter_weights(model, adapter)
-        return model, tokenizer, f"SFT adapter {adapter}"
-    model, _ = add_lora(model, lora_rank or settings(profile).lora_rank, gradient_checkpointing=gc)
-    return model, tokenizer, "base model + fresh LoRA"
-
-
-def _prepare_sampler(model, backend, hw) -> None:
-    """Put the suite's sampler in front of ``model.generate`` for the ``suite-sampler`` backend (with
-    ``$GRPO_GPU_SPEED``'s mode, ``helpers.gpu_speed``), and take it away for any other."""
-    from .gpu_speed import MODEL_OPTIONS, defaults, prepare_model
-
-    if backend.name == "suite-sampler":
-        options = defaults(hw)
-        prepare_model(model, options if any(o in MODEL_OPTIONS for o in options) else ("fast_rollout",))
-    elif getattr(model, "_fast_sampler", None) is not None:
-        from . import fast_rollout
-
-        fast_rollout.uninstall(model)
-
-
-def _load_adapter_weights(model, adapter: Path) -> None:
-    """Load a saved LoRA adapter's weights into ``model``'s (same-shaped) adapter; refuse a mismatch
-    with :class:`helpers.saving.AdapterLoadError` (one line)."""
-    from peft.utils import load_peft_weights, set_peft_model_state_dict
-
-    from .saving import AdapterLoadError
-
-    try:
-        weights = load_peft_weights(str(adapter), device="cpu")
-        result = set_peft_model_state_dict(model, weights)
-    except (RuntimeError, ValueError, KeyError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise AdapterLoadError(f"the adapter at {adapter} does not fit this model ({first}); fix: start from the "
-                               "same base model the SFT stage used, or pass from_sft=False.") from None
-    unexpected = list(getattr(result, "unexpected_keys", []) or [])
-    if unexpected:
-        raise AdapterLoadError(f"the adapter at {adapter} does not fit this model ({len(unexpected)} unknown weights, "
-                               f"e.g. {unexpected[0]}); fix: start from the same base model the SFT stage used.")
-    loaded = sum(1 for k in model.state_dict() if "lora_" in k)
-    if loaded == 0:
-        raise AdapterLoadError(f"no LoRA weights were loaded from {adapter}; fix: check the adapter folder.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,7 +286,7 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     backend = grpo_backend(model, hw, plain_trl=plain)  # helpers.rollout: the one rule, printed once
     if main:
         announce(backend, "GRPO rollouts")
-    _prepare_sampler(model, backend, hw)
+    prepare_rollouts(model, backend, hw)
     args = settings.to_trl(folder, hw, use_vllm=backend.name == "vllm", tokenizer=tokenizer)
     if args.use_vllm and plain and hw.cuda:  # TRL starts the engine itself: the environment Unsloth's gets
         from .vllm_engine import VLLM_ENV

@@ -31,7 +31,7 @@ from .runtime import importable
 
 __all__ = [
     "BACKENDS", "BACKEND_ENV", "VLLM_LORA_RANKS", "Backend", "Generation", "announce", "forced_backend",
-    "generate_completions", "generation_backend", "grpo_backend", "uses_vllm", "vllm_engine_kwargs", "vllm_lora_id",
+    "generate_completions", "generation_backend", "grpo_backend", "prepare_rollouts", "uses_vllm", "vllm_engine_kwargs", "vllm_lora_id",
     "vllm_lora_kwargs", "vllm_sampling_kwargs",
 ]
 
@@ -149,6 +149,20 @@ def generation_backend(model, *, lora=None) -> Backend:
     reason = (f"${BACKEND_ENV}" if forced == "transformers" else
               "the adapter is only in memory: vLLM would not see it" if engine else "no vLLM engine on the model")
     return Backend("transformers", "model.generate", reason)
+
+
+def prepare_rollouts(model, backend: Backend, hw) -> None:
+    """Put the suite's sampler in front of ``model.generate`` for the ``suite-sampler`` backend (with
+    ``$GRPO_GPU_SPEED``'s mode, ``helpers.gpu_speed``), and take it away for any other."""
+    from .gpu_speed import MODEL_OPTIONS, defaults, prepare_model
+
+    if backend.name == "suite-sampler":
+        options = defaults(hw)
+        prepare_model(model, options if any(o in MODEL_OPTIONS for o in options) else ("fast_rollout",))
+    elif getattr(model, "_fast_sampler", None) is not None:
+        from . import fast_rollout
+
+        fast_rollout.uninstall(model)
 
 
 _ANNOUNCED: set[tuple[str, str]] = set()
