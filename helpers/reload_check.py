@@ -86,27 +86,15 @@ def _prompt_text(tokenizer, prompt) -> str:
 
 def _greedy_ids(model, tokenizer, prompts, max_new_tokens: int) -> list[list[int]]:
     """Greedy completions as token ids (cut at the end-of-turn token), all prompts in one left-padded
-    batch: every model compared sees the same batch, so nothing but the weights differs."""
-    import torch
+    batch through the model's own ``generate`` (``helpers.rollout``'s transformers backend, never a vLLM
+    engine or the suite's sampler): every model compared sees the same batch, so nothing but the weights
+    differs."""
+    from .rollout import generate_completions
 
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    was_training = model.training
-    model.eval()
-    try:
-        batch = tokenizer([_prompt_text(tokenizer, p) for p in prompts], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(next(model.parameters()).device)
-        with torch.no_grad():
-            ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                                 temperature=None, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=tokenizer.eos_token_id)
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    out = []
-    for row in ids[:, batch["input_ids"].shape[1]:].tolist():
-        end = row.index(tokenizer.eos_token_id) if tokenizer.eos_token_id in row else len(row)
-        out.append([t for t in row[:end] if t != tokenizer.pad_token_id])
-    return out
+    texts = [_prompt_text(tokenizer, p) for p in prompts]
+    out = generate_completions(model, tokenizer, texts, max_new_tokens=max_new_tokens, batch_size=len(texts),
+                               progress=False, backend="transformers")
+    return [ids[0] for ids in out.token_ids]
 
 
 def _margin_at(model, tokenizer, prompt, prefix: list[int]) -> float:

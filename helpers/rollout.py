@@ -49,6 +49,7 @@ class Generation:
     truncated: list[list[bool]]
     backend: str
     seconds: float
+    token_ids: list[list[list[int]]] | None = None  # the completions' ids (model.generate paths), cut at the stop token
 
 
 def uses_vllm(model) -> bool:
@@ -130,17 +131,24 @@ def grpo_backend(model, hw=None, *, plain_trl: bool = False) -> Backend:
     return Backend("transformers", "model.generate", "plain TRL path without vLLM" if hw.cuda else "no CUDA GPU")
 
 
-def generation_backend(model, *, lora=None) -> Backend:
+def generation_backend(model, *, lora=None, backend: str | None = None) -> Backend:
     """The engine :func:`generate_completions` uses for ``model``. ``vllm`` when the model is a vLLM
     engine and its adapter, if any, comes as a LoRA request (``lora``): an adapter held only in memory (a
     PEFT model being trained) is invisible to vLLM, so such a model generates with its own ``generate``;
     ``suite-sampler`` when ``helpers.fast_rollout`` sits in front of that ``generate``; ``transformers``
-    otherwise. ``$GRPO_ROLLOUT_BACKEND=transformers`` forces the model's own ``generate``."""
-    forced = forced_backend()
+    otherwise. ``backend`` (this call) or ``$GRPO_ROLLOUT_BACKEND`` forces one: ``transformers`` the model's
+    own ``generate``, even with the suite's sampler in front of it."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not a rollout backend; fix: one of {', '.join(BACKENDS)}, or None.")
+    forced = backend or forced_backend()
     engine = uses_vllm(model)
     if forced == "vllm" and not engine:
         raise ValueError(f"{BACKEND_ENV}=vllm but this model is not a vLLM engine; fix: load_model(..., "
                          "fast_inference=True) on a GPU with vLLM, or unset it.")
+    if forced == "suite-sampler" and getattr(model, "_fast_sampler", None) is None:
+        raise ValueError("the suite-sampler backend was asked for, but no sampler is in front of this model's "
+                         "generate; fix: helpers.gpu_speed.prepare_model(model, ['fast_rollout']) on a CUDA GPU, or "
+                         "ask for transformers.")
     if engine and forced in (None, "vllm") and (lora is not None or not getattr(model, "peft_config", None)):
         return Backend("vllm", "the model's vLLM engine" + (", the adapter as a LoRA request" if lora else ""),
                        "forced" if forced else "the model is a vLLM engine")
@@ -322,7 +330,7 @@ def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samp
     sampling = ({"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": 1.0,
                  "num_return_sequences": samples_per_problem}
                 if temperature > 0 else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
-    texts, lengths, truncated = [], [], []
+    texts, lengths, truncated, token_ids = [], [], [], []
     gen = getattr(model.generate, "_fast_sampler_original", model.generate) if own_generate else model.generate
     was_training = model.training
     model.eval()
@@ -343,30 +351,32 @@ def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samp
                     lengths.append([c if c is not None else sum(t != tokenizer.pad_token_id for t in seq)
                                     for seq, c in zip(group, cut, strict=True)])
                     truncated.append([c is None for c in cut])
+                    token_ids.append([seq[:c] if c is not None else seq for seq, c in zip(group, cut, strict=True)])
                 if on_batch is not None:
                     on_batch(min(begin + batch_size, len(prompts)))
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
-    return Generation(texts, lengths, truncated, "transformers", time.perf_counter() - start)
+    return Generation(texts, lengths, truncated, "transformers", time.perf_counter() - start, token_ids)
 
 
 def generate_completions(model, tokenizer, prompts: list[str], *, max_new_tokens: int = 128, temperature: float = 0.0,
                          samples_per_problem: int = 1, batch_size: int = 16, seed: int = 0, progress: bool = True,
                          lora: tuple[str, str, int] | None = None, desc: str = "generating",
-                         on_batch=None) -> Generation:
+                         on_batch=None, backend: str | None = None) -> Generation:
     """Completions for already rendered ``prompts`` (:func:`helpers.chat_template.render_prompt`).
 
     Greedy by default; ``temperature > 0`` samples ``samples_per_problem`` completions per prompt
     (seeded). vLLM where :func:`uses_vllm` (then ``lora=(name, folder, id)`` picks an adapter),
     transformers otherwise (the model's active adapters are used as they are set). ``on_batch(done)`` is
-    called with the number of prompts done after each transformers batch.
+    called with the number of prompts done after each transformers batch. ``backend`` overrides
+    :func:`generation_backend`'s rule for this call (e.g. ``"transformers"`` to compare weights in-process).
     """
     _check_sampling(temperature, samples_per_problem, max_new_tokens)
     prompts = list(prompts)
-    backend = generation_backend(model, lora=lora)
-    announce(backend, "generation")
-    if backend.name == "vllm":
+    chosen = generation_backend(model, lora=lora, backend=backend)
+    announce(chosen, "generation")
+    if chosen.name == "vllm":
         return _vllm_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                               samples_per_problem=samples_per_problem, seed=seed, lora=lora, progress=progress)
     if lora is not None:
@@ -375,6 +385,6 @@ def generate_completions(model, tokenizer, prompts: list[str], *, max_new_tokens
     generation = _hf_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                               samples_per_problem=samples_per_problem, batch_size=batch_size, seed=seed,
                               progress=progress, desc=desc, on_batch=on_batch,
-                              own_generate=backend.name == "transformers")
-    generation.backend = backend.name
+                              own_generate=chosen.name == "transformers")
+    generation.backend = chosen.name
     return generation

@@ -138,3 +138,21 @@ def test_generation_goes_through_the_boundary(fresh_model, capsys, monkeypatch):
     monkeypatch.setenv(rollout.BACKEND_ENV, "transformers")
     again = rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=8, progress=False)
     assert again.backend == "transformers" and not calls and again.texts == direct.texts
+
+
+def test_per_call_backend_and_token_ids(fresh_model):
+    """generate_completions(backend=...) overrides the rule for one call (reload_check compares weights through
+    the model's own generate this way) and returns the completions' token ids, cut at the stop token."""
+    model, tokenizer = fresh_model
+    rendered = [tokenizer.apply_chat_template([{"role": "user", "content": "Say hi."}], tokenize=False,
+                                              add_generation_prompt=True)]
+    out = rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=6, progress=False,
+                                       backend="transformers")
+    ids = out.token_ids[0][0]
+    assert out.backend == "transformers" and 0 < len(ids) <= 6 and tokenizer.eos_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True) == out.texts[0][0]
+    with pytest.raises(ValueError, match="backend='tensorrt' is not a rollout backend; fix"):
+        rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=2, progress=False, backend="tensorrt")
+    with pytest.raises(ValueError, match="no sampler is in front of this model's generate; fix"):
+        rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=2, progress=False,
+                                     backend="suite-sampler")
