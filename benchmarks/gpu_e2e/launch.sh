@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the GPU runs in the background (setsid: they outlive the device call; the machine stays warm while calls
 # follow each other), each logging to /tmp/jobs/NAME.log and writing /tmp/jobs/NAME.rc when it ends.
-#   bash benchmarks/gpu_e2e/launch.sh JOB...      JOB: e2e-SEED | learn-SEED | mg-N | t4 | lr-RATE | sft-STEPS (below)
+#   bash benchmarks/gpu_e2e/launch.sh JOB...      JOB: e2e-SEED | learn-SEED | mg-N | anchor | t4 | lr-RATE | sft-STEPS
 set -u
 source benchmarks/gpu_e2e/env.sh
 mkdir -p /tmp/jobs /tmp/runs
@@ -36,6 +36,8 @@ job() {  # job NAME: the work of one job, in this shell
       python3 -m helpers.cli run --profile gpu --out "$run" --seed "${name#learn-}" --from 6 ;;
     mg-*)  # issue 18: GRPO on N GPUs (mg-1 on GPU ${MG_GPU:-1}, mg-2 on GPUs 0,1; benchmarks/multi_gpu/measure.sh)
       local n=${name#mg-}; bash benchmarks/multi_gpu/measure.sh "$n" "$([ "$n" = 1 ] && echo "${MG_GPU:-1}" || echo 0,1)" ;;
+    anchor)  # the 1.7B rows: suite (vLLM), suite (sampler), TRL + vLLM colocate, plain TRL (anchor.sh)
+      bash benchmarks/gpu_e2e/anchor.sh ;;
     sh:*) bash -c "${name#sh:}" ;;
     *) echo "unknown job $name"; return 2 ;;
   esac
