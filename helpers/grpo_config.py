@@ -175,7 +175,7 @@ class GRPOSettings:
     @classmethod
     def for_profile(cls, profile: str | None = None, **overrides) -> GRPOSettings:
         """The settings for ``profile`` (default: detected or ``$GRPO_PROFILE``), with ``overrides``."""
-        from .profiles import settings
+        from .profiles import check_overrides, settings
 
         profile = profile or pick_profile()
         sizes = settings(profile)
@@ -183,10 +183,7 @@ class GRPOSettings:
                       max_completion_length=sizes.max_completion_length,
                       per_device_train_batch_size=sizes.per_device_batch_size, max_seq_length=sizes.max_seq_length,
                       **_PROFILE_DEFAULTS[profile])
-        names = {f.name for f in fields(cls)}
-        unknown = set(overrides) - names
-        if unknown:
-            raise TypeError(f"unknown GRPO setting(s) {sorted(unknown)}; fix: use one of {sorted(names)}.")
+        check_overrides(cls, overrides, "GRPO")
         if ("num_generations" in overrides and "per_device_train_batch_size" not in overrides
                 and values["per_device_train_batch_size"] % overrides["num_generations"]):
             values["per_device_train_batch_size"] = overrides["num_generations"]  # one group per step

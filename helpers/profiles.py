@@ -6,7 +6,7 @@ values are starting points a user may override in a notebook's parameters cell.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from .runtime import PROFILES, pick_profile
 
@@ -56,3 +56,12 @@ def settings(profile: str | None = None, **overrides) -> Settings:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
     return replace(_TABLE[profile], **overrides)
+
+
+def check_overrides(cls, overrides: dict, what: str) -> None:
+    """Refuse keyword ``overrides`` that are not fields of the settings dataclass ``cls`` (one line naming the
+    fields); ``what`` names the stage in the message ("SFT", "GRPO")."""
+    names = {f.name for f in fields(cls)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise TypeError(f"unknown {what} setting(s) {sorted(unknown)}; fix: use one of {sorted(names)}.")

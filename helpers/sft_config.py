@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 from .runtime import PROFILES, Hardware, detect, pick_profile
@@ -82,15 +82,13 @@ class SFTSettings:
     @classmethod
     def for_profile(cls, profile: str | None = None, **overrides) -> SFTSettings:
         """The settings for ``profile`` (default: detected or ``$GRPO_PROFILE``), with ``overrides``."""
-        from .profiles import settings
+        from .profiles import check_overrides, settings
 
         profile = profile or pick_profile()
         sizes = settings(profile)
         values = dict(profile=profile, max_steps=sizes.sft_steps, max_length=sizes.max_seq_length,
                       **_PROFILE_DEFAULTS[profile])
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown SFT setting(s) {sorted(unknown)}; fix: use one of {[f.name for f in fields(cls)]}.")
+        check_overrides(cls, overrides, "SFT")
         return cls(**{**values, **overrides})
 
     def trl_kwargs(self, output_dir: str | os.PathLike, hw: Hardware | None = None, *,
