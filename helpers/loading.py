@@ -22,7 +22,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .distributed import local_rank, plain_trl, world_size
+from .distributed import local_rank, unsloth_path, world_size
 from .model_checks import (
     ModelLoadError,
     check_causal_lm,
@@ -36,8 +36,9 @@ from .vllm_engine import (  # noqa: F401  (EngineStartTimeout and engine_deadlin
     VLLM_ENV,
     VLLM_START_TIMEOUT_ENV,
     EngineStartTimeout,
-    _env_float,
+    apply_vllm_env,
     engine_deadline,
+    gpu_memory_share,
     vllm_start_timeout,
 )
 
@@ -340,7 +341,7 @@ def load_model(
     sizes = settings(profile)
     max_seq_length = max_seq_length or sizes.max_seq_length
     max_lora_rank = max_lora_rank or sizes.lora_rank
-    gpu_memory_utilization = (gpu_memory_utilization or _env_float(GPU_MEMORY_ENV, 0.05, 0.95)
+    gpu_memory_utilization = (gpu_memory_utilization or gpu_memory_share()
                               or sizes.gpu_memory_utilization or 0.6)
     if fast_inference and not hw.vllm:
         raise ModelLoadError(
@@ -358,11 +359,11 @@ def load_model(
     config = _load_config(path, trust_remote_code, allow_pickle)
     _check_memory(config, dtype, hw.cuda, path)
 
-    plain = plain_trl()
-    if hw.cuda and hw.unsloth and plain:
+    unsloth = unsloth_path(hw)
+    if hw.cuda and hw.unsloth and not unsloth:
         log.warning("%d process(es): loading with transformers + PEFT (Unsloth's open-source path trains on one GPU; "
                     "$GRPO_PLAIN_TRL asks for this path on one)", world_size())
-    if hw.cuda and hw.unsloth and not plain:
+    if unsloth:
         from .gpu_speed import apply, defaults
 
         apply(defaults(hw))  # environment options Unsloth reads at import (helpers.gpu_speed, measured defaults)
@@ -371,8 +372,7 @@ def load_model(
 
         use_vllm = hw.vllm if fast_inference is None else fast_inference
         if use_vllm:
-            for key, value in VLLM_ENV.items():
-                os.environ.setdefault(key, value)
+            apply_vllm_env()
         try:
             with engine_deadline(vllm_start_timeout() if use_vllm else 0):
                 model, tokenizer = FastLanguageModel.from_pretrained(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .distributed import plain_trl
+from .distributed import unsloth_path
 from .runtime import detect
 
 ALLOWED_RANKS = (8, 16, 32, 64, 128)
@@ -73,7 +73,7 @@ def add_lora(
     if not modules:
         raise ValueError("the model has no linear layers to adapt; fix: pass a causal language model.")
     hw = detect()
-    if hw.cuda and hw.unsloth and not plain_trl():  # several processes: plain PEFT (helpers.distributed)
+    if unsloth_path(hw):  # else plain PEFT (several processes or $GRPO_PLAIN_TRL: helpers.distributed)
         from unsloth import FastLanguageModel
 
         peft_model = FastLanguageModel.get_peft_model(

@@ -31,7 +31,7 @@ from .runtime import importable
 
 __all__ = [
     "BACKENDS", "BACKEND_ENV", "VLLM_LORA_RANKS", "Backend", "Generation", "announce", "forced_backend",
-    "generate_completions", "generation_backend", "grpo_backend", "prepare_rollouts", "uses_vllm", "vllm_engine_kwargs", "vllm_lora_id",
+    "generate_completions", "generation_backend", "grpo_backend", "has_vllm_engine", "prepare_rollouts", "uses_vllm", "vllm_engine_kwargs", "vllm_lora_id",
     "vllm_lora_kwargs", "vllm_sampling_kwargs",
 ]
 
@@ -52,6 +52,12 @@ class Generation:
     token_ids: list[list[list[int]]] | None = None  # the completions' ids (model.generate paths), cut at the stop token
 
 
+def has_vllm_engine(model) -> bool:
+    """Whether ``model`` (or the base model under its PEFT wrapper) carries Unsloth's vLLM engine
+    (loaded with ``fast_inference=True``)."""
+    return any(getattr(m, "vllm_engine", None) is not None for m in (model, getattr(model, "base_model", None)))
+
+
 def uses_vllm(model) -> bool:
     """Whether ``model`` generates through vLLM: a ``vllm.LLM`` engine, or an Unsloth model loaded with
     ``fast_inference=True`` (it has ``fast_generate`` and a ``vllm_engine``)."""
@@ -60,7 +66,7 @@ def uses_vllm(model) -> bool:
     cls = type(model)
     if cls.__module__.startswith("vllm") and cls.__name__ == "LLM":
         return True
-    return hasattr(model, "fast_generate") and getattr(model, "vllm_engine", None) is not None
+    return hasattr(model, "fast_generate") and has_vllm_engine(model)
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ def grpo_backend(model, hw=None, *, plain_trl: bool = False) -> Backend:
         from .runtime import detect
 
         hw = detect()
-    unsloth_engine = hasattr(model, "vllm_engine") or hasattr(getattr(model, "base_model", None), "vllm_engine")
+    unsloth_engine = has_vllm_engine(model)
     trl_engine = plain_trl and hw.cuda and hw.vllm
     forced = forced_backend()
     if forced == "vllm" and not (unsloth_engine or trl_engine):

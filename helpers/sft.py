@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .distributed import unsloth_path
 from .runtime import PROFILES, Hardware, cpu_threads, detect, free_cores, others_busy_cores, pick_profile  # noqa: F401  (moved to runtime; kept importable here)
 from .saving import save_adapter  # noqa: F401  (moved to saving; kept importable here)
 from .sft_config import SFTSettings
@@ -195,7 +196,7 @@ def train_sft(model, tokenizer, dataset=None, *, settings: SFTSettings | None = 
     from .runs import RunLayout
 
     hw = detect()
-    unsloth = hw.cuda and hw.unsloth
+    unsloth = unsloth_path(hw)  # the same path load_model took (helpers.distributed)
     if unsloth:
         import unsloth as _unsloth  # noqa: F401  (patches TRL before its trainers are used)
     patch_trl_for_cpu()

@@ -8,8 +8,8 @@ import os
 from .model_checks import ModelLoadError
 from .runtime import time_limit
 
-__all__ = ["GPU_MEMORY_ENV", "VLLM_ENV", "VLLM_START_TIMEOUT_ENV", "EngineStartTimeout", "engine_deadline",
-           "vllm_start_timeout"]
+__all__ = ["GPU_MEMORY_ENV", "VLLM_ENV", "VLLM_START_TIMEOUT_ENV", "EngineStartTimeout", "apply_vllm_env",
+           "engine_deadline", "gpu_memory_share", "vllm_start_timeout"]
 
 # The vLLM engine as the suite runs it (measured on an H200 with vLLM 0.26.0, 2026-11-29): in this
 # process (with the engine in its own process the start hung for 7 minutes after "Using V2 Model
@@ -36,6 +36,19 @@ def _env_float(name: str, low: float, high: float) -> float | None:
     if not low <= value <= high:
         raise ModelLoadError(f"{name}={raw!r} must be a number in [{low}, {high}]; fix: e.g. {name}=0.3, or unset it.")
     return value
+
+
+def apply_vllm_env() -> None:
+    """Set :data:`VLLM_ENV` where the environment does not already say otherwise (before an engine starts:
+    Unsloth's in ``load_model``, or TRL's own in colocate mode)."""
+    for key, value in VLLM_ENV.items():
+        os.environ.setdefault(key, value)
+
+
+def gpu_memory_share() -> float | None:
+    """``$GRPO_GPU_MEMORY_UTILIZATION`` (the share of GPU memory a vLLM engine takes) when set, checked to be in
+    [0.05, 0.95] (else a one-line ``ModelLoadError``); None when unset."""
+    return _env_float(GPU_MEMORY_ENV, 0.05, 0.95)
 
 
 class EngineStartTimeout(TimeoutError):

@@ -60,3 +60,21 @@ def test_plain_trl_refuses_a_value_it_cannot_read(monkeypatch):
     monkeypatch.setenv("GRPO_PLAIN_TRL", "yes please")
     with pytest.raises(ValueError, match="GRPO_PLAIN_TRL='yes please' is not 0 or 1; fix"):
         plain_trl()
+
+
+def test_one_rule_for_the_unsloth_path(monkeypatch):
+    """load_model, add_lora, train_sft and train_grpo all ask helpers.distributed.unsloth_path: Unsloth on a CUDA GPU
+    with unsloth, unless the plain-TRL path is on (several processes or GRPO_PLAIN_TRL=1)."""
+    from types import SimpleNamespace
+
+    from helpers.distributed import unsloth_path
+
+    for key in ("GRPO_PLAIN_TRL", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    gpu, no_unsloth, cpu = (SimpleNamespace(cuda=c, unsloth=u) for c, u in ((True, True), (True, False), (False, True)))
+    assert unsloth_path(gpu) and not unsloth_path(no_unsloth) and not unsloth_path(cpu)
+    monkeypatch.setenv("GRPO_PLAIN_TRL", "1")
+    assert not unsloth_path(gpu)
+    monkeypatch.setenv("GRPO_PLAIN_TRL", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert not unsloth_path(gpu)

@@ -85,4 +85,4 @@ def test_bad_start_timeout_and_memory_share_are_refused(monkeypatch):
         loading.vllm_start_timeout()
     monkeypatch.setenv(loading.GPU_MEMORY_ENV, "2")
     with pytest.raises(loading.ModelLoadError, match=r"must be a number in \[0.05, 0.95\]"):
-        loading._env_float(loading.GPU_MEMORY_ENV, 0.05, 0.95)
+        loading.gpu_memory_share()
