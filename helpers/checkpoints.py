@@ -85,10 +85,9 @@ def set_aside_damaged(folder: str | os.PathLike) -> list[Path]:
     folder, moved = Path(folder), []
     for p in sorted(folder.glob("checkpoint-*")) if folder.is_dir() else ():
         if p.is_dir() and not _complete(p):
-            target, i = folder / f"{DAMAGED_PREFIX}{p.name}", 1
-            while target.exists():
-                i += 1
-                target = folder / f"{DAMAGED_PREFIX}{p.name}-{i}"
+            from .safety import unused_path
+
+            target = unused_path(folder / f"{DAMAGED_PREFIX}{p.name}")
             os.replace(p, target)
             moved.append(target)
     return moved

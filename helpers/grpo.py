@@ -171,8 +171,10 @@ def _set_aside(stage: Path) -> Path | None:
     old = [stage / name for name in ("checkpoints", "adapter", "metrics.jsonl") if (stage / name).exists()]
     if not old:
         return None
-    aside = stage / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
-    aside.mkdir(parents=True, exist_ok=True)
+    from .safety import unused_path
+
+    aside = unused_path(stage / f"previous-{time.strftime('%Y%m%d-%H%M%S')}")  # two fresh starts in one second
+    aside.mkdir(parents=True)
     for path in old:
         os.replace(path, aside / path.name)
     return aside

@@ -252,6 +252,17 @@ def on_full_disk(folder: str | os.PathLike, *, needed: int | None = None, what: 
 # ---------------------------------------------------------------------------------------------
 
 
+def unused_path(base: str | os.PathLike) -> Path:
+    """``base`` if nothing is there yet, else ``base-2``, ``base-3``, ...: a name to move something to without
+    replacing what is already there."""
+    base = Path(base)
+    target, i = base, 1
+    while target.exists() or target.is_symlink():
+        i += 1
+        target = base.with_name(f"{base.name}-{i}")
+    return target
+
+
 def retire_folder(path: str | os.PathLike, aside: str | os.PathLike) -> Path | None:
     """Rename ``path`` into the folder ``aside`` under a name that says when it was last written
     (``<aside>/<name>-<YYYYmmdd-HHMMSS>``, numbered if taken); returns the new path, or ``None`` if
@@ -261,10 +272,7 @@ def retire_folder(path: str | os.PathLike, aside: str | os.PathLike) -> Path | N
         return None
     aside.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
-    target, i = aside / f"{path.name}-{stamp}", 1
-    while target.exists():
-        i += 1
-        target = aside / f"{path.name}-{stamp}-{i}"
+    target = unused_path(aside / f"{path.name}-{stamp}")
     os.replace(path, target)
     return target
 

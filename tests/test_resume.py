@@ -48,6 +48,19 @@ def test_starting_over_moves_the_earlier_run_aside(tmp_path):
     assert sorted(p.name for p in aside.iterdir()) == ["adapter", "checkpoints", "metrics.jsonl"]
     assert sorted(p.name for p in stage.iterdir()) == [aside.name]  # nothing of the old run beside the new one
     assert _set_aside(stage) is None
+    (stage / "metrics.jsonl").write_text('{"step": 2}\n')  # a second fresh start within the same second
+    again = _set_aside(stage)
+    assert again != aside and (again / "metrics.jsonl").read_text() == '{"step": 2}\n'
+    assert (aside / "metrics.jsonl").read_text() == '{"step": 1}\n'  # the first run's metrics are not replaced
+
+
+def test_unused_path_never_names_something_that_is_there(tmp_path):
+    from helpers.safety import unused_path
+
+    assert unused_path(tmp_path / "x") == tmp_path / "x"
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x-2").write_text("")
+    assert unused_path(tmp_path / "x") == tmp_path / "x-3"
 
 
 def _steps(metrics: Path) -> list[int]:
