@@ -27,10 +27,10 @@ from .metrics_log import (
     REWARD_STD,
     ZERO_STD,
     Panels,
-    _atomic_write,
     merge_by_step,
     reward_names,
 )
+from .safety import atomic_write
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -192,5 +192,5 @@ def plot_metrics(history: Sequence[Mapping[str, Any]], out_dir: str | os.PathLik
     written = {}
     for name, data in _render(fig, dpi, axes).items():
         written[name or "dashboard"] = path = out / f"{prefix}_{name or 'dashboard'}.png"
-        _atomic_write(path, data)
+        atomic_write(path, data)
     return written

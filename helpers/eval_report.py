@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
+
+from .safety import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +55,6 @@ def render_markdown(results: dict, *, samples: bool = True) -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def plot_results(results: dict, path: str | os.PathLike) -> Path:
     """A bar chart (PNG) of strict accuracy, lenient accuracy and format compliance per model, one
     panel per held-out set; drawn with matplotlib's Agg canvas (no display needed), written atomically."""
@@ -93,7 +81,7 @@ def plot_results(results: dict, path: str | os.PathLike) -> Path:
         ax.set_ylabel("%")
     axes[0].legend(loc="upper left", fontsize=7, frameon=False)
     path = Path(path)
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_write(path, write=lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     return path
 
 
@@ -110,8 +98,8 @@ def write_results(table, eval_dir: str | os.PathLike) -> dict[str, Path]:
             log.warning("%s was unreadable; starting it afresh", json_path)
     results[table.dataset] = table.as_dict()
     payload = {"datasets": results}
-    _atomic_write(json_path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8"))
+    atomic_write(json_path, json.dumps(payload, indent=2, default=str))
     md = render_markdown(results)  # helpers.report puts it under its own heading
-    _atomic_write(md_path, lambda tmp: tmp.write_text(md, encoding="utf-8"))
+    atomic_write(md_path, md)
     plot_results(results, png_path)
     return {"json": json_path, "markdown": md_path, "chart": png_path}

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .safety import atomic_write
+
 # Canonical names (TRL 1.15's own keys); per reward function: ``rewards/<name>/mean`` and ``/std``.
 REWARD, REWARD_STD = "reward", "reward_std"
 LENGTH, CLIPPED = "completions/mean_length", "completions/clipped_ratio"
@@ -151,15 +153,5 @@ def truncate_metrics(path: str | os.PathLike, after_step: int) -> int:
     if len(kept) == len(lines):
         return 0
     shutil.copy2(path, path.with_name(path.name + ".prev"))
-    _atomic_write(path, "".join(line + "\n" for line in kept).encode())
+    atomic_write(path, "".join(line + "\n" for line in kept))
     return len(lines) - len(kept)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-

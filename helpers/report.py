@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from .runs import RunLayout
+from .safety import atomic_write
 
 
 def fifths(values: list[float]) -> tuple[float, float] | None:
@@ -54,12 +55,6 @@ def _learning_table(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_report(run_dir: str | os.PathLike | None = None) -> Path:
     """Write ``<run>/report.md`` from what the run folder holds, and ``<run>/learning.json``; return the report path."""
     from .dashboard_plots import plot_metrics
@@ -79,7 +74,7 @@ def write_report(run_dir: str | os.PathLike | None = None) -> Path:
 
     history = read_metrics(layout.metrics("grpo")) if layout.metrics("grpo").exists() else []
     summary = learning_summary(history)
-    _atomic_write_text(root / "learning.json", json.dumps(summary, indent=2))
+    atomic_write(root / "learning.json", json.dumps(summary, indent=2))
     parts.append(f"## Learning during GRPO ({summary['steps']} logged steps)\n")
     parts.append(_learning_table(summary))
     if history:
@@ -101,7 +96,7 @@ def write_report(run_dir: str | os.PathLike | None = None) -> Path:
         parts.append("\n## Time per notebook\n\n| notebook | seconds |\n|---|---|\n" + "\n".join(rows) + "\n")
 
     report = layout.report
-    _atomic_write_text(report, "\n".join(parts))
+    atomic_write(report, "\n".join(parts))
     return report
 
 

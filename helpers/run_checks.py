@@ -142,16 +142,11 @@ def parse_parameters(pairs: list[str], declared: dict[str, dict]) -> dict[str, d
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (a temporary file in the same folder, then a rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` as JSON to ``path`` atomically (``helpers.safety.atomic_write``); nothing is written if
+    it does not serialise."""
+    from .safety import atomic_write
 
+    atomic_write(path, json.dumps(data, indent=2))
 
 def read_json(path: Path, what: str) -> dict:
     """``path``'s JSON object, ``{}`` if there is none; refused with the fix when it cannot be read."""

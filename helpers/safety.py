@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 import zipfile
 from contextlib import contextmanager
@@ -250,6 +251,30 @@ def on_full_disk(folder: str | os.PathLike, *, needed: int | None = None, what: 
 # ---------------------------------------------------------------------------------------------
 # Moving a folder aside instead of deleting it
 # ---------------------------------------------------------------------------------------------
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str | None = None, *, write=None) -> Path:
+    """Write ``data`` (bytes, or text as UTF-8), or let ``write(tmp_path)`` write the file, to a temporary file
+    beside ``path``, flush it to disk, then rename it onto ``path``: a reader (or a killed process) sees the old
+    file or the new one, never half of one; the temporary file is removed if anything fails. Returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if write is None:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+        else:
+            os.close(fd)
+            write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the file from a notebook server run as another user
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def unused_path(base: str | os.PathLike) -> Path:

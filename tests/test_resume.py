@@ -134,3 +134,23 @@ def test_resume_continues_a_killed_notebook_07(tmp_path, embedded_path):
     assert info["steps"] == 4 and info["resumed_from"].endswith("checkpoint-2")
     assert info["base_model"] == str(model)  # --model reached notebook 07's load_policy
     assert json.loads((out / "state.json").read_text())["completed"] == ["07_grpo_training.ipynb"]
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    """helpers.safety.atomic_write (metrics, reports, evaluation tables, plots, the CLI's state): the old file or
+    the new one, never half of one, and no temporary file left behind."""
+    from helpers.safety import atomic_write
+
+    path = tmp_path / "sub" / "results.json"
+    atomic_write(path, '{"a": 1}')
+    assert path.read_text() == '{"a": 1}' and oct(path.stat().st_mode & 0o777) == "0o644"
+
+    def half_then_fail(tmp):
+        tmp.write_text('{"a": ')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, write=half_then_fail)
+    assert path.read_text() == '{"a": 1}' and sorted(p.name for p in path.parent.iterdir()) == ["results.json"]
+    atomic_write(path, b"\x89PNG")
+    assert path.read_bytes() == b"\x89PNG"
