@@ -65,3 +65,9 @@ def check_overrides(cls, overrides: dict, what: str) -> None:
     unknown = set(overrides) - names
     if unknown:
         raise TypeError(f"unknown {what} setting(s) {sorted(unknown)}; fix: use one of {sorted(names)}.")
+
+
+def settings_table(obj) -> str:
+    """A settings dataclass (``SFTSettings``, ``GRPOSettings``) as text: one line per field with its value and
+    its help text, as notebooks 06 and 07 show them."""
+    return "\n".join(f"{f.name:>28} = {getattr(obj, f.name)!s:<10}  {f.metadata.get('help', '')}" for f in fields(obj))

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "AdapterLoadError", "ExportUnavailable", "adapter_weights_file", "atomic_folder", "check_adapter_dir", "demo_adapter",
+    "folder_listing",
     "load_adapter", "merge_lora", "merged_dtype", "model_bytes", "save_adapter", "save_lora", "save_merged",
     "unsloth_export", "unsloth_merged_kwargs",
 ]
@@ -278,6 +279,15 @@ def merged_dtype(model, dtype=None):
 def _peft_active_adapter(model) -> str:
     active = getattr(model, "active_adapter", "default")
     return active[0] if isinstance(active, list | tuple) else active
+
+
+def folder_listing(folder: str | os.PathLike) -> str:
+    """What a save wrote: ``folder`` with its total size, then each file with its size (MB), by name."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    lines = [f"{folder}  ({sum(p.stat().st_size for p in files) / 2**20:.1f} MB)"]
+    lines += [f"  {p.name:<28} {p.stat().st_size / 2**20:8.2f} MB" for p in files]
+    return "\n".join(lines)
 
 
 def save_lora(model, tokenizer, out_dir: str | os.PathLike) -> Path:

@@ -308,3 +308,16 @@ def test_unsloth_export_needs_the_method_on_the_peft_model_itself():
     peft.save_pretrained_merged = lambda *a, **k: None  # what Unsloth's get_peft_model does
     assert saving.unsloth_export(peft, "save_pretrained_merged")
     assert saving.unsloth_export(base, "save_pretrained_merged")
+
+
+def test_folder_listing_names_each_file_and_the_total(tmp_path):
+    """Notebook 08 shows what each save wrote with helpers.saving.folder_listing."""
+    from helpers.saving import folder_listing
+
+    (tmp_path / "b.safetensors").write_bytes(b"\0" * 3 * 2**20)
+    (tmp_path / "a.json").write_text("{}")
+    (tmp_path / "sub").mkdir()
+    lines = folder_listing(tmp_path).splitlines()
+    assert lines[0] == f"{tmp_path}  (3.0 MB)"
+    assert [line.split()[0] for line in lines[1:]] == ["a.json", "b.safetensors"]
+    assert lines[2].endswith("3.00 MB")
