@@ -339,7 +339,9 @@ def run(args):
         peak_reserved_gib=_gib(torch.cuda.max_memory_reserved()) if torch.cuda.is_available() else None,
         step_s=[round(x, 2) for x in steps], gen_s=[round(x, 2) for x in timer.gen], tokens=timer.tokens,
         first_step_s=round(steps[0], 1), median_step_s=round(statistics.median(rest), 2),
-        best_step_s=round(min(rest), 2), median_gen_s=round(statistics.median(rest_gen), 2),
+        best_step_s=round(min(rest), 2),
+        # whole generation cycles after the first (steps_per_generation > 1 generates in one step of each cycle)
+        mean_step_s=round(statistics.mean(steps[max(args.gen_batch, 1):] or steps), 2), median_gen_s=round(statistics.median(rest_gen), 2),
         rollout_tok_s=round(sum(rest_tok) / max(sum(rest_gen), 1e-9), 1),
         load_s=round(t_loaded - t_start, 1), train_s=round(t_end - t_train, 1),
         completion_len=[h.get("completions/mean_length") for h in hist if "completions/mean_length" in h],
@@ -372,13 +374,13 @@ def _versions():
 def table(files):
     rows = [json.loads(Path(f).read_text()) for f in files]
     hdr = ("| model | G × L | side | peak alloc GiB | peak reserved GiB | s/step (median) | best | 1st step s "
-           "| rollout s/step | rollout tok/s |")
+           "| mean s/step | rollout s/step | rollout tok/s |")
     print(hdr)
     print("|---" * (hdr.count("|") - 1) + "|")
     for r in rows:
-        print(f"| {r['shape']} | {r['G']} × {r['L']} | {r['side']}{' +' + ','.join(r['speed']) if r.get('speed') else ''} "
+        print(f"| {r['shape']} | {r['G']} × {r['L']} | {r['side']}{' gen×' + str(r['gen_batch']) if r.get('gen_batch', 1) > 1 else ''}{' +' + ','.join(r['speed']) if r.get('speed') else ''} "
               f"| {r['peak_alloc_gib']} | {r['peak_reserved_gib']} | {r['median_step_s']} | {r['best_step_s']} "
-              f"| {r['first_step_s']} | {r['median_gen_s']} | {r['rollout_tok_s']} |")
+              f"| {r['first_step_s']} | {r.get('mean_step_s', '-')} | {r['median_gen_s']} | {r['rollout_tok_s']} |")
 
 
 def main(argv=None):

@@ -138,8 +138,10 @@ def main(argv=None) -> int:
     parser.add_argument("--config", required=True, help="JSON file: keys override DEFAULTS ({} = the current default)")
     parser.add_argument("--seed", type=int, default=3407)
     parser.add_argument("--out", required=True, help="run folder (result.json goes here)")
+    parser.add_argument("--override", default="{}", help="JSON object applied over the config (e.g. a larger "
+                        "evaluation for every config of a sweep: '{\"eval_problems\": 200}')")
     args = parser.parse_args(argv)
-    config = json.loads(Path(args.config).read_text())
+    config = {**json.loads(Path(args.config).read_text()), **json.loads(args.override)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = run(config, args.seed, out)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the GPU runs in the background (setsid: they outlive the device call; the machine stays warm while calls
 # follow each other), each logging to /tmp/jobs/NAME.log and writing /tmp/jobs/NAME.rc when it ends.
-#   bash benchmarks/gpu_e2e/launch.sh JOB...      JOB: e2e-SEED | learn-SEED | mg-N | anchor | t4 | lr-RATE | sft-STEPS
+#   bash benchmarks/gpu_e2e/launch.sh JOB...      JOB: e2e-SEED | learn-SEED | mg-N | anchor[-a|-b] | sweep | t4 | lr-RATE | sft-STEPS
 set -u
 source benchmarks/gpu_e2e/env.sh
 mkdir -p /tmp/jobs /tmp/runs
@@ -38,6 +38,10 @@ job() {  # job NAME: the work of one job, in this shell
       local n=${name#mg-}; bash benchmarks/multi_gpu/measure.sh "$n" "$([ "$n" = 1 ] && echo "${MG_GPU:-1}" || echo 0,1)" ;;
     anchor)  # the 1.7B rows: suite (vLLM), suite (sampler), TRL + vLLM colocate, plain TRL (anchor.sh)
       bash benchmarks/gpu_e2e/anchor.sh ;;
+    anchor-a|anchor-b)  # the same split over two GPUs: the suite's sides on GPU 0, TRL's on GPU 1
+      CUDA_VISIBLE_DEVICES=$([ "$name" = anchor-a ] && echo 0 || echo 1) bash benchmarks/gpu_e2e/anchor.sh "${name#anchor-}" ;;
+    sweep)  # issue 15's recipe sweep (benchmarks/sweeps/run_gpu.sh): cpu-profile recipes, float32, on both GPUs
+      bash benchmarks/sweeps/run_gpu.sh ;;
     sh:*) bash -c "${name#sh:}" ;;
     *) echo "unknown job $name"; return 2 ;;
   esac
