@@ -327,7 +327,7 @@ def run(args):
 
     steps = timer.steps
     rest = steps[1:] or steps
-    rest_gen = timer.gen[1:] or timer.gen
+    rest_gen = [g for g in timer.gen[1:] if g > 0] or timer.gen  # steps_per_generation > 1: steps that generated
     rest_tok = timer.tokens[1:] or timer.tokens
     hist = trainer.state.log_history
     res = dict(

@@ -11,7 +11,7 @@
 # `anchor.sh a` runs the suite's three, `anchor.sh b` TRL's two (one GPU each, at the same time: launch.sh jobs
 # anchor-a and anchor-b); no argument: all five one after another.
 # Needs stage.sh's steps and .anchor/tok (SmolLM2's tokenizer: cp -r ../shared/tools/anchor/tok .anchor/, carried
-# with a staging call). Writes /tmp/runs/anchor/*.json and the table; launch.sh job `anchor`.
+# with the call that launches it: ignored folders carried by one call are gone in the next). Writes /tmp/runs/anchor/*.json and the table; launch.sh job `anchor`.
 set -u
 out=/tmp/runs/anchor; mkdir -p "$out"
 export GRPO_GPU_MODELS=/tmp/grpo_gpu_models

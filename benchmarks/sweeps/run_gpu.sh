@@ -2,9 +2,11 @@
 # Issue 15's sweep on the GPU machine: every config in benchmarks/sweeps/ (or $CONFIGS) x $SEEDS, spread over the
 # GPUs in $GPUS round-robin, $PER_GPU jobs at once on each, one CPU thread each, $JOB_TIMEOUT seconds at most per
 # job. Writes /tmp/runs/sweep/<config>-s<seed>/{result.json,log}; benchmarks/sweeps/summarize.py prints the table.
+# Keep PER_GPU small: these are small eager jobs, and 21 per H200 (2026-11-30) made every GRPO step ~25 s, as slow
+# as the 2-core CPU, so the 42 jobs had not finished their evaluation after 15 minutes (benchmarks/learning.md).
 #   bash benchmarks/sweeps/run_gpu.sh            (launch.sh job `sweep`)
 set -u
-ov=${OVERRIDE:-"{}"} seeds=${SEEDS:-3407 1 2} gpus=${GPUS:-0 1} per_gpu=${PER_GPU:-8} out=/tmp/runs/sweep
+ov=${OVERRIDE:-"{}"} seeds=${SEEDS:-3407 1 2} gpus=${GPUS:-0 1} per_gpu=${PER_GPU:-3} out=/tmp/runs/sweep
 configs=${CONFIGS:-$(ls benchmarks/sweeps/*.json)}
 mkdir -p "$out"
 ngpu=$(wc -w <<< "$gpus"); i=0
