@@ -52,7 +52,9 @@ def row(run: Path) -> str:
                      f"{100 * pair[0]:.0f}% → {100 * pair[1]:.0f}%")
     zero = sum(r.get("group_filter/zero_spread", 0) or 0 for r in history)
     replaced = sum(r.get("group_filter/replaced", 0) or 0 for r in history)
-    cells.append(f"{replaced:.0f}/{zero:.0f}" if any("group_filter/zero_spread" in r for r in history) else "off")
+    dropped = sum(r.get("group_filter/dropped", 0) or 0 for r in history)
+    cells.append("off" if not any("group_filter/zero_spread" in r for r in history) else
+                 f"{dropped:.0f} of {zero:.0f} dropped" if dropped else f"{replaced:.0f} of {zero:.0f} replaced")
     timings = json.loads((run / "timings.json").read_text())
     cells.append(f"{sum(timings.values()) / 60:.1f}")
     return "| " + " | ".join(cells) + " |"
@@ -60,7 +62,7 @@ def row(run: Path) -> str:
 
 HEADER = ("| seed | strict accuracy: base | SFT | SFT+GRPO | gain | paraphrased: SFT → SFT+GRPO | gain | "
           "format: base | SFT | SFT+GRPO | GRPO reward, first → last fifth | sampled format | sampled accuracy | "
-          "zero-spread groups replaced | minutes in notebooks |\n" + "|---" * 15 + "|")
+          "zero-spread groups: filter | minutes in notebooks |\n" + "|---" * 15 + "|")
 
 if __name__ == "__main__":
     print(HEADER)
