@@ -57,3 +57,13 @@ def barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def shutdown() -> None:
+    """Destroy the process group the trainer created, if any: without it torch warns at exit on every rank
+    ("destroy_process_group() was not called before program exit, which can leak resources"), as the two-GPU
+    run of 2026-11-30 did. A no-op for a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -65,7 +65,7 @@ from typing import Any
 
 from .checkpoints import checkpoint_problem, complete_checkpoints, newest_checkpoint
 from .checkpoints import set_aside_damaged as _drop_incomplete
-from .distributed import barrier, is_main_process, plain_trl, unsloth_path, world_size
+from .distributed import barrier, is_main_process, plain_trl, shutdown, unsloth_path, world_size
 from .grpo_config import LOSS_TYPES, SCALE_REWARDS, GRPOSettings, group_advantages
 from .grpo_inputs import (
     GuardedReward,
@@ -374,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                         resume=True if args.resume else False if args.fresh else None,
                         dashboard={"notebook": False, "plot_every": 0}, **overrides)
     print(result, flush=True)
+    shutdown()
     return 0
 
 

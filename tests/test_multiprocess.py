@@ -78,3 +78,17 @@ def test_one_rule_for_the_unsloth_path(monkeypatch):
     monkeypatch.setenv("GRPO_PLAIN_TRL", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert not unsloth_path(gpu)
+
+
+def test_shutdown_destroys_the_process_group(tmp_path):
+    """helpers.grpo's main ends with helpers.distributed.shutdown: without it every NCCL rank warned at exit
+    ("destroy_process_group() was not called", the two-GPU run of 2026-11-30)."""
+    import torch.distributed as dist
+
+    from helpers.distributed import shutdown
+
+    shutdown()  # no group yet: nothing to do, no error
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    shutdown()
+    assert not dist.is_initialized()
