@@ -20,7 +20,7 @@ from .runtime import PROFILES
 
 EXAMPLES = """examples:
   grpo-notebooks run --profile cpu --out runs/default
-  grpo-notebooks run --profile cpu --out runs/long -p grpo_steps=60 -p learning_rate=5e-5 --seed 1
+  grpo-notebooks run --profile cpu --out runs/long -p grpo_steps=60 -p grpo_learning_rate=5e-5 --seed 1
   grpo-notebooks run --profile gpu --model Qwen/Qwen2.5-0.5B-Instruct --out runs/qwen
   grpo-notebooks run --out runs/default --resume     # after a crash or Ctrl-C: continue where it stopped
   grpo-notebooks params                               # every -p name, its default and what it does
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                      "(e.g. Qwen/Qwen2.5-0.5B-Instruct), a local model folder, or 'embedded' (default: the profile's)")
     run.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
                      help="set a notebook parameter (repeatable), typed like its parameters cell, e.g. "
-                     "-p grpo_steps=60 -p learning_rate=5e-5; `grpo-notebooks params` lists them")
+                     "-p grpo_steps=60 -p grpo_learning_rate=5e-5; `grpo-notebooks params` lists them")
     run.add_argument("--from", dest="first", type=int, help="first notebook number (default 1)")
     run.add_argument("--to", dest="last", type=int, help="last notebook number (default 8)")
     run.add_argument("--seed", type=int, help="training seed for the notebooks that declare one (default: theirs)")

@@ -243,6 +243,23 @@ def test_papermill_sees_every_parameter_of_every_notebook():
         assert list(pm.inspect_notebook(str(nb))) == names, f"{nb.name}: a parameter papermill cannot read"
 
 
+def test_every_p_name_reaches_one_notebook_only():
+    """`-p NAME=VALUE` goes to every notebook declaring NAME, so a name two notebooks declare changes both: `-p
+    learning_rate=5e-5` once set the SFT warm-up's rate as well as GRPO's, and `-p temperature=1.0` (then in 07
+    and 08) made notebook 08 evaluate by sampling. Only the run-wide names the command sets itself may repeat."""
+    import papermill as pm
+
+    from helpers.run_checks import RESERVED
+
+    holders = {}
+    for nb in cli.select_notebooks(cli.notebooks_dir(), 1, 99):
+        for name in set(pm.inspect_notebook(str(nb))) - set(RESERVED):
+            holders.setdefault(name, []).append(nb.name)
+    shared = {name: nbs for name, nbs in holders.items() if len(nbs) > 1}
+    assert not shared, f"-p names declared by several notebooks: {shared}; give each a stage prefix (sft_, grpo_, eval_)"
+    assert {"sft_learning_rate", "grpo_learning_rate", "grpo_temperature", "eval_temperature"} <= set(holders)
+
+
 def test_the_console_script_turns_the_suites_errors_into_one_line(monkeypatch):
     from helpers import cli
     from helpers.model_checks import ModelLoadError

@@ -28,7 +28,7 @@ job() {  # job NAME: the work of one job, in this shell
     lr-*)  # GRPO at another learning rate on e2e-3407's SFT adapter
       wait_for /tmp/runs/e2e-3407/sft/adapter/adapter_model.safetensors; sleep 5
       mkdir -p "$run" && cp -r /tmp/runs/e2e-3407/sft "$run/"
-      nb "$run" 07_grpo_training -p profile gpu -p learning_rate "${name#lr-}" && nb "$run" 08_save_and_evaluate -p profile gpu ;;
+      nb "$run" 07_grpo_training -p profile gpu -p grpo_learning_rate "${name#lr-}" && nb "$run" 08_save_and_evaluate -p profile gpu ;;
     sft-*)  # another SFT warm-up length, then GRPO and evaluation as the profile says
       nb "$run" 06_sft_warmup -p profile gpu -p sft_steps "${name#sft-}" && nb "$run" 07_grpo_training -p profile gpu \
         && nb "$run" 08_save_and_evaluate -p profile gpu ;;
