@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from .safety import atomic_write
+from .scoring import change_line
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +20,12 @@ RESULTS_JSON, RESULTS_MD, ACCURACY_PNG = "results.json", "results.md", "accuracy
 
 def _pct(part: float) -> str:
     return f"{100 * part:.1f}%"
+
+
+def change_lines(scores: list[dict]) -> list[str]:
+    """:func:`helpers.scoring.change_line` for each model against the one before it (SFT against the base model,
+    SFT+GRPO against SFT), skipping pairs without per-problem results."""
+    return [line for before, after in zip(scores, scores[1:], strict=False) if (line := change_line(before, after))]
 
 
 def render_markdown(results: dict, *, samples: bool = True) -> str:
@@ -44,6 +51,11 @@ def render_markdown(results: dict, *, samples: bool = True) -> str:
                      *(_pct(s["pass_at_k"][k]) if k in s["pass_at_k"] else "-" for k in ks)]
             rows.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(rows) + "\n")
+        changes = change_lines(table["scores"])
+        if changes:
+            parts.append("Strict accuracy, each model against the one above it, on the same problems "
+                         "(a change within about two standard errors can be chance):\n\n"
+                         + "\n".join(f"- {line}" for line in changes) + "\n")
         if samples:
             for s in table["scores"]:
                 for i, sample in enumerate(s["samples"][:1]):

@@ -12,6 +12,7 @@ import statistics
 import time
 from pathlib import Path
 
+from .eval_report import change_lines
 from .runs import RunLayout
 from .safety import atomic_write
 
@@ -119,6 +120,7 @@ def summary(run_dir: str | os.PathLike, seconds: float | None = None) -> str:
                 ("strict_accuracy", "strict_correct"), ("lenient_accuracy", "lenient_correct"),
                 ("format_compliance", "formatted"))]
             lines.append(f"  {s['name']:<6} " + " ".join(f"{c:>18}" for c in cells))
+        lines += [f"  {line}" for line in change_lines(table["scores"])]
     if not datasets:
         lines.append("evaluation: none in this run folder (notebook 08 writes it)")
     history = read_metrics(layout.metrics("grpo")) if layout.metrics("grpo").exists() else []

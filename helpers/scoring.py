@@ -64,6 +64,7 @@ class ModelScores:
     formatted: int = 0
     samples: list[dict] = field(default_factory=list)
     seconds: float | None = None
+    strict_per_problem: list[int] = field(default_factory=list)  # strict-correct samples of each problem, in order
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -128,4 +129,38 @@ def score_completions(completions, answers, *, name: str = "model", lengths=None
         truncated=(sum(flat_trunc) / len(flat_trunc)) if flat_trunc else None,
         pass_at_k=pass_k, strict_correct=int(sum(map(sum, strict))), lenient_correct=int(sum(map(sum, lenient))),
         formatted=int(sum(map(sum, formatted))), samples=samples,
+        strict_per_problem=[int(sum(row)) for row in strict],
     )
+
+
+def paired_change(before: dict, after: dict) -> dict | None:
+    """How ``after``'s strict accuracy differs from ``before``'s on the same problems (two score dicts of one
+    held-out set, as ``ModelScores.as_dict`` writes them): the change in points, the problems gained and lost,
+    and one standard error of the change (of the per-problem differences' mean), so that a gain can be read
+    against the noise of the set's size. None when either lacks per-problem results (results of older runs)
+    or they cover different problems.
+
+    >>> c = paired_change({"strict_per_problem": [1, 0, 0, 1], "samples_per_problem": 1},
+    ...                   {"strict_per_problem": [1, 1, 1, 0], "samples_per_problem": 1})
+    >>> c["points"], c["gained"], c["lost"], c["standard_error"]
+    (25.0, 2, 1, 47.9)
+    """
+    a, b = before.get("strict_per_problem") or [], after.get("strict_per_problem") or []
+    n_a, n_b = before.get("samples_per_problem", 1), after.get("samples_per_problem", 1)
+    if not a or len(a) != len(b):
+        return None
+    diffs = [y / n_b - x / n_a for x, y in zip(a, b, strict=True)]
+    mean = sum(diffs) / len(diffs)
+    spread = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)) ** 0.5 if len(diffs) > 1 else 0.0
+    return {"points": round(100 * mean, 1), "gained": sum(d > 0 for d in diffs), "lost": sum(d < 0 for d in diffs),
+            "problems": len(diffs), "standard_error": round(100 * spread / len(diffs) ** 0.5, 1)}
+
+
+def change_line(before: dict, after: dict) -> str | None:
+    """``paired_change`` as one line of text, e.g. "grpo vs sft: +7.8 points (9 problems gained, 4 lost of 64;
+    standard error 4.9)"; None where it cannot be computed."""
+    c = paired_change(before, after)
+    if c is None:
+        return None
+    return (f"{after.get('name', 'after')} vs {before.get('name', 'before')}: {c['points']:+.1f} points "
+            f"({c['gained']} problems gained, {c['lost']} lost of {c['problems']}; standard error {c['standard_error']:.1f})")

@@ -124,11 +124,30 @@ def test_results_files(tmp_path):
     md = paths["markdown"].read_text()
     assert "| grpo | 75.0% (3/4) | 75.0% (3/4) | 75.0% (3/4) | 5.0 | 0.0% |" in md
     assert "### gsm8k" in md and "| base | 0.0% (0/4)" in md
+    # base solves problem 1, grpo problems 1-3: the change is read on the same problems, with its noise
+    assert data["synthetic"]["scores"][1]["strict_per_problem"] == [1, 1, 1, 0]
+    assert "- grpo vs base: +50.0 points (2 problems gained, 0 lost of 4; standard error 28.9)" in md
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["accuracy.png", "results.json", "results.md"]
     evaluation.write_results(_table(strict=(2, 4)), tmp_path / "eval")  # a rerun replaces its own table only
     data = json.loads(paths["json"].read_text())["datasets"]
     assert [s["strict_accuracy"] for s in data["synthetic"]["scores"]] == [0.5, 1.0] and "gsm8k" in data
+
+
+def test_paired_change_reads_gains_and_losses_on_the_same_problems():
+    from helpers.scoring import paired_change
+
+    before = {"name": "sft", "strict_per_problem": [1, 1, 0, 0, 1, 0], "samples_per_problem": 1}
+    after = {"name": "grpo", "strict_per_problem": [1, 0, 1, 1, 1, 0], "samples_per_problem": 1}
+    change = paired_change(before, after)
+    assert (change["points"], change["gained"], change["lost"], change["problems"]) == (16.7, 2, 1, 6)
+    assert change["standard_error"] == 30.7  # differences [0, -1, 1, 1, 0, 0]: sd 0.753 / sqrt(6)
+    # with 4 samples per problem the per-problem fraction counts: 2/4 -> 4/4 is half a problem gained
+    assert paired_change({"strict_per_problem": [2], "samples_per_problem": 4},
+                         {"strict_per_problem": [4], "samples_per_problem": 4})["points"] == 50.0
+    assert paired_change({"name": "old run"}, after) is None  # results written before per-problem scores
+    assert paired_change(before, {**after, "strict_per_problem": [1, 0]}) is None  # not the same problems
+    assert paired_change(after, after)["points"] == 0.0
 
 
 def test_table_markdown_shows_counts():
@@ -146,7 +165,7 @@ def test_find_adapters(tmp_path):
 
 
 def test_held_out_sets_offline(gsm8k_dir):
-    sets = evaluation.held_out_sets(3, gsm8k_path=gsm8k_dir)
+    sets = evaluation.held_out_sets(3, gsm8k_path=gsm8k_dir, profile="ci")  # cpu skips GSM8K: GSM8K_SLICE
     assert list(sets) == ["synthetic", "paraphrased", "gsm8k"] and [len(s) for s in sets.values()] == [3, 1, 3]
     assert sets["gsm8k"][0]["answer"] == "18"  # Janet's ducks
     assert Fraction(sets["synthetic"][0]["answer"]) >= 0

@@ -35,3 +35,15 @@ def test_report_from_a_run_folder(tmp_path):
 def test_report_of_an_empty_run(tmp_path):
     report = write_report(tmp_path).read_text()
     assert "no evaluation" in report and "no GRPO metrics" in report
+
+
+def test_summary_reads_grpos_change_against_the_noise(tmp_path):
+    from helpers import evaluation
+    from helpers.report import summary
+
+    good = "<reasoning>\nr\n</reasoning>\n<answer>1</answer>"
+    scores = [evaluation.score_completions(c, ["1"] * 4, name=n)
+              for n, c in (("sft", [good, "no", "no", good]), ("grpo", [good, good, good, "no"]))]
+    evaluation.write_results(evaluation.EvalTable("synthetic", "s", {"problems": 4}, scores), tmp_path / "eval")
+    text = summary(tmp_path)
+    assert "  grpo vs sft: +25.0 points (2 problems gained, 1 lost of 4; standard error 47.9)" in text
