@@ -158,7 +158,7 @@ def paired_change(before: dict, after: dict) -> dict | None:
 
 def change_line(before: dict, after: dict) -> str | None:
     """``paired_change`` as one line of text, e.g. "grpo vs sft: +7.8 points (9 problems gained, 4 lost of 64;
-    standard error 4.9)"; None where it cannot be computed."""
+    standard error 5.6)"; None where it cannot be computed."""
     c = paired_change(before, after)
     if c is None:
         return None
