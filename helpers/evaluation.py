@@ -144,7 +144,7 @@ def compare_models(run_dir=None, *, dataset=None, dataset_name: str = "synthetic
 def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokenizer=None,
                   adapters: dict[str, str | os.PathLike] | None = None, include_base: bool = True,
                   problems: int | None = None, max_new_tokens: int | None = None, temperature: float = 0.0,
-                  samples_per_problem: int = 1, ks=None, batch_size: int = 16, seed: int = 0,
+                  samples_per_problem: int = 1, ks=None, batch_size: int = 32, seed: int = 0,
                   fmt: ReasoningFormat = DEFAULT_FORMAT, prefilled: bool = PREFILL, progress: bool = True,
                   write: bool = True, profile: str | None = None, threads: int | None = None) -> dict[str, EvalTable]:
     """Evaluate the base model and each adapter on every held-out set; return ``{set name: EvalTable}``.
@@ -161,7 +161,9 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     ``eval/`` (:func:`write_results`), and its progress (one JSON line per model start and batch) to
     ``eval/progress.jsonl``. ``threads``: torch CPU threads while generating (``None``: the
     cores not already busy, :func:`helpers.runtime.cpu_threads`; on a busy 2-core machine two OpenMP
-    threads run several times slower than one).
+    threads run several times slower than one). ``batch_size``: prompts per transformers ``generate`` call; 32
+    evaluated the cpu profile's 96 prompts in 90-92 s against 104-106 s in batches of 16, every problem scoring
+    the same (``benchmarks/eval_batch_probe.py``, 2026-11-30); vLLM schedules its own batches.
     """
     from .profiles import settings as profile_settings
     from .runs import RunLayout
