@@ -163,4 +163,5 @@ def change_line(before: dict, after: dict) -> str | None:
     if c is None:
         return None
     return (f"{after.get('name', 'after')} vs {before.get('name', 'before')}: {c['points']:+.1f} points "
-            f"({c['gained']} problems gained, {c['lost']} lost of {c['problems']}; standard error {c['standard_error']:.1f})")
+            f"({c['gained']} problem{'s' * (c['gained'] != 1)} gained, {c['lost']} lost of {c['problems']}; "
+            f"standard error {c['standard_error']:.1f})")
