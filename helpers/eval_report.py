@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from .safety import atomic_write
-from .scoring import change_line
+from .scoring import change_lines
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +20,6 @@ RESULTS_JSON, RESULTS_MD, ACCURACY_PNG = "results.json", "results.md", "accuracy
 
 def _pct(part: float) -> str:
     return f"{100 * part:.1f}%"
-
-
-def change_lines(scores: list[dict]) -> list[str]:
-    """:func:`helpers.scoring.change_line` for each model against the one before it (SFT against the base model,
-    SFT+GRPO against SFT), skipping pairs without per-problem results."""
-    return [line for before, after in zip(scores, scores[1:], strict=False) if (line := change_line(before, after))]
 
 
 def render_markdown(results: dict, *, samples: bool = True) -> str:

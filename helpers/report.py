@@ -12,9 +12,9 @@ import statistics
 import time
 from pathlib import Path
 
-from .eval_report import change_lines
 from .runs import RunLayout
 from .safety import atomic_write
+from .scoring import change_lines
 
 
 def fifths(values: list[float]) -> tuple[float, float] | None:

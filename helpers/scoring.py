@@ -165,3 +165,9 @@ def change_line(before: dict, after: dict) -> str | None:
     return (f"{after.get('name', 'after')} vs {before.get('name', 'before')}: {c['points']:+.1f} points "
             f"({c['gained']} problem{'s' * (c['gained'] != 1)} gained, {c['lost']} lost of {c['problems']}; "
             f"standard error {c['standard_error']:.1f})")
+
+
+def change_lines(scores: list[dict]) -> list[str]:
+    """:func:`change_line` for each model against the one before it in a table's scores (SFT against the base
+    model, SFT+GRPO against SFT), skipping pairs without per-problem results."""
+    return [line for before, after in zip(scores, scores[1:], strict=False) if (line := change_line(before, after))]
