@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from helpers.data import synthetic_dataset
-from helpers.loading import load_model
+from helpers.data.synthetic import synthetic_dataset
+from helpers.model.load import load_model
 
 
 def median_seconds(model, batch, pad_token_id: int, repeats: int = 3) -> float:

@@ -1,4 +1,4 @@
-"""Where a GRPO rollout's time goes: the suite's model (helpers.loading + helpers.lora, Unsloth) generating as
+"""Where a GRPO rollout's time goes: the suite's model (helpers.model.load + helpers.model.lora, Unsloth) generating as
 GRPOTrainer makes it generate (inside Unsloth's RL generation scope, TRL's sampling settings), timed per token
 for several batch sizes and options, and one short rollout under torch.profiler.
 
@@ -29,14 +29,14 @@ def main(argv=None):
     p.add_argument("--speed", nargs="*", default=[])
     p.add_argument("--modes", nargs="+", default=["graphs", "eager"],
                    help="graphs: Unsloth in its RL scope (its default), eager: Unsloth's graphs off, "
-                        "fast / fast_keep: helpers.fast_rollout (releasing / keeping its cache between rollouts)")
+                        "fast / fast_keep: helpers.generate.fast_sampler (releasing / keeping its cache between rollouts)")
     p.add_argument("--check", type=int, default=0, help="greedy tokens to compare: fast graphed vs fast eager vs Unsloth")
     p.add_argument("--profile-tokens", type=int, default=0)
     p.add_argument("--profile-out", default=None)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
 
-    from helpers import gpu_speed
+    from helpers.runtime import speed_options as gpu_speed  # SPLIT:gpu_speed
 
     applied = gpu_speed.apply(a.speed)
     import torch
@@ -45,8 +45,8 @@ def main(argv=None):
     from unsloth import FastLanguageModel
     from unsloth.models import _decode_graphs
 
-    from helpers.loading import load_model
-    from helpers.lora import add_lora
+    from helpers.model.load import load_model
+    from helpers.model.lora import add_lora
 
     model, tok = load_model(str(MODELS / a.shape), profile="gpu", max_seq_length=a.tokens + 256)
     model, _ = add_lora(model, 64)
@@ -59,7 +59,7 @@ def main(argv=None):
              for i in range(max(a.batches))]
     tok.padding_side = "left"
 
-    from helpers import fast_rollout
+    from helpers.generate import fast_sampler as fast_rollout
 
     samplers = {"fast": fast_rollout.FastSampler(model), "fast_keep": fast_rollout.FastSampler(model, keep=True),
                 "fast_torch": fast_rollout.FastSampler(model, kernels="torch")}

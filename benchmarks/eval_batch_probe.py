@@ -3,7 +3,7 @@
     python benchmarks/eval_batch_probe.py RUN_DIR 16 32 48 16 32 48     # RUN_DIR from `grpo-notebooks run --profile cpu`
 
 Evaluates RUN_DIR's SFT adapter on the cpu profile's held-out sets (64 synthetic + 32 paraphrased problems, greedy,
-96 new tokens, two torch threads) with ``helpers.evaluation.evaluate_sets`` once per batch size given, in that order
+96 new tokens, two torch threads) with ``helpers.evaluate.evaluation.evaluate_sets`` once per batch size given, in that order
 (repeat them to see the spread), and prints one line per pass. Run it on an otherwise idle machine.
 """
 
@@ -17,8 +17,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(run_dir: str, sizes: list[int]) -> None:
-    from helpers.evaluation import evaluate_sets, held_out_sets
-    from helpers.loading import load_model
+    from helpers.evaluate.evaluation import evaluate_sets
+    from helpers.evaluate.held_out import held_out_sets
+    from helpers.model.load import load_model
 
     model, tokenizer = load_model(profile="cpu")
     sets = held_out_sets(64, gsm8k=False, profile="cpu")

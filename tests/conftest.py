@@ -13,7 +13,7 @@ GSM8K_DIR = REPO.parent / "shared" / "data" / "gsm8k"
 @pytest.fixture(scope="session")
 def embedded_path() -> Path:
     """The cached safetensors folder of the embedded SmolLM2-135M-Instruct (built on first use)."""
-    from helpers.loading import embedded_model_path
+    from helpers.model.embedded import embedded_model_path
 
     return embedded_model_path()
 
@@ -28,7 +28,7 @@ def tokenizer(embedded_path):
 @pytest.fixture()
 def fresh_model(embedded_path):
     """A new (model, tokenizer) from the cached folder: tests may modify it freely (~1 s)."""
-    from helpers.loading import load_model
+    from helpers.model.load import load_model
 
     return load_model(profile="ci")
 

@@ -61,7 +61,7 @@ class TooSlow(Exception):
 def time_limit(seconds: float, what: str):
     """Raise :class:`TooSlow` if the block runs longer than ``seconds`` (SIGALRM: Python's regex engine
     checks for signals, so a runaway match is interrupted). Main thread, POSIX only."""
-    from helpers.runtime import time_limit as limit
+    from helpers.runtime.threads import time_limit as limit
 
     return limit(seconds, lambda: TooSlow(f"{what} took over {seconds} s"))
 
@@ -104,10 +104,10 @@ def targets():
     """``{name: one-argument function}``: every reward function (as TRL calls it: a batch of two chat
     completions, the text alone and the text inside the answer tags; gold answer ``18``) and every
     answer parser."""
-    from helpers.answers import last_number, normalize_answer, parse_number
-    from helpers.chat_template import DEFAULT_FORMAT
-    from helpers.data import extract_gsm8k_answer
-    from helpers.rewards import reward_functions
+    from helpers.data.answers import last_number, normalize_answer, parse_number
+    from helpers.data.chat_template import DEFAULT_FORMAT
+    from helpers.data.gsm8k import extract_gsm8k_answer
+    from helpers.rewards.reward_set import reward_functions
 
     def batch(text):  # the text as it is, and inside the tags (where the answer parsers read it)
         return [[{"role": "assistant", "content": text}],

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers.answers import answers_match, format_number, last_number, normalize_answer, parse_number
+from helpers.data.answers import answers_match, format_number, last_number, normalize_answer, parse_number
 
 
 @pytest.mark.parametrize("text, expected", [

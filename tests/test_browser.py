@@ -59,7 +59,7 @@ VIEWPORT = {"width": 1600, "height": 1000}
 
 
 def test_dashboard_widget_has_stable_css_hooks(tmp_path):
-    from helpers.dashboard import DOM_CLASSES, DashboardCallback
+    from helpers.dashboard.callback import DOM_CLASSES, DashboardCallback
 
     cb = DashboardCallback(tmp_path / "run", notebook=True)
     assert DOM_CLASSES["dashboard"] in cb.widget._dom_classes
@@ -169,7 +169,7 @@ def sft_warmup(run_dir: Path) -> None:
     """Notebook 06 headless (papermill, via the suite's CLI) into ``run_dir``, so that 07 starts from the SFT
     adapter as in the suite's order (non-zero rewards on the dashboard) and 08 compares base, SFT and GRPO."""
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "helpers.cli", "run", "--profile", "ci", "--out", str(run_dir),
+    done = subprocess.run([sys.executable, "-m", "helpers.run.cli", "run", "--profile", "ci", "--out", str(run_dir),
                            "--from", "6", "--to", "6"], cwd=REPO, capture_output=True, text=True,
                           env=dict(os.environ, GRPO_PROFILE="ci"))
     assert done.returncode == 0, f"notebook 06 failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"

@@ -5,8 +5,8 @@ import types
 
 import pytest
 
-from helpers import chat_template as ct
-from helpers.chat_template import DEFAULT_FORMAT, PREFILL, ReasoningFormat
+from helpers.data import chat_template as ct
+from helpers.data.chat_template import DEFAULT_FORMAT, PREFILL, ReasoningFormat
 
 GOOD = "<reasoning>\nTom buys 4 more: 3 + 4 = 7.\n</reasoning>\n<answer>7</answer>"
 

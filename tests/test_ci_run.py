@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers.cli import notebooks_dir
+from helpers.run.suite import notebooks_dir
 
 pytestmark = pytest.mark.slow
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -28,7 +28,7 @@ def run() -> Path:
     if given:
         return Path(given)
     out = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"grpo-ci-run-{os.getpid()}"
-    subprocess.run([sys.executable, "-m", "helpers.cli", "run", "--profile", "ci", "--out", str(out)], check=True,
+    subprocess.run([sys.executable, "-m", "helpers.run.cli", "run", "--profile", "ci", "--out", str(out)], check=True,
                    env={**os.environ, "GRPO_PROFILE": "ci"})
     return out
 
@@ -110,7 +110,7 @@ def test_the_command_said_what_it_used_and_showed_training_live(run):
 
 
 def test_report_command_rebuilds_the_runs_report(run, capsys):
-    from helpers.cli import main
+    from helpers.run.cli import main
 
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out

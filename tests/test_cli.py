@@ -5,7 +5,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from helpers import cli
+from helpers.run import cli, suite
 
 
 def notebook(path, *sources):
@@ -26,9 +26,9 @@ def test_help_explains_the_commands(capsys):
 def test_select_notebooks(tmp_path):
     for name in ("01_a.ipynb", "02_b.ipynb", "03_c.ipynb", "notes.ipynb"):
         (tmp_path / name).write_text("{}")
-    assert [p.name for p in cli.select_notebooks(tmp_path, 2, 3)] == ["02_b.ipynb", "03_c.ipynb"]
+    assert [p.name for p in suite.select_notebooks(tmp_path, 2, 3)] == ["02_b.ipynb", "03_c.ipynb"]
     with pytest.raises(SystemExit, match="no notebook numbered 5..6"):
-        cli.select_notebooks(tmp_path, 5, 6)
+        suite.select_notebooks(tmp_path, 5, 6)
 
 
 def test_run_executes_in_order_and_stops_at_a_failure(tmp_path, monkeypatch, capsys):
@@ -37,10 +37,10 @@ def test_run_executes_in_order_and_stops_at_a_failure(tmp_path, monkeypatch, cap
     notebook(nbs / "01_ok.ipynb", "import os\nassert os.environ['GRPO_PROFILE'] == profile == 'ci'\nprint('ran', run_dir)")
     notebook(nbs / "02_fails.ipynb", "x = 1", "raise ValueError('boom: bad input')")
     notebook(nbs / "03_never.ipynb", "print('should not run')")
-    monkeypatch.setattr(cli, "notebooks_dir", lambda: nbs)
+    monkeypatch.setattr(suite, "notebooks_dir", lambda: nbs)
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as stop:
-        cli.run_suite("ci", str(out))
+        suite.run_suite("ci", str(out))
     # [4]: numbered as in the executed notebook, after papermill's injected-parameters cell
     assert "02_fails.ipynb failed in cell [4]: ValueError: boom: bad input" in str(stop.value)
     executed = sorted(p.name for p in (out / "notebooks").iterdir())
@@ -58,7 +58,7 @@ def test_seed_reaches_only_the_notebooks_that_declare_it(tmp_path, monkeypatch):
              new_code_cell("assert seed == 11, seed")]
     nbformat.write(new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                       "language": "python"}}), nbs / "02_seeded.ipynb")
-    monkeypatch.setattr(cli, "notebooks_dir", lambda: nbs)
+    monkeypatch.setattr(suite, "notebooks_dir", lambda: nbs)
     cli.main(["run", "--profile", "ci", "--out", str(tmp_path / "run"), "--seed", "11"])
     assert sorted(p.name for p in (tmp_path / "run" / "notebooks").iterdir()) == ["01_plain.ipynb", "02_seeded.ipynb"]
 
@@ -77,7 +77,7 @@ def params_notebook(path, params: str, *sources):
 def nbs(tmp_path, monkeypatch):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    monkeypatch.setattr(cli, "notebooks_dir", lambda: folder)
+    monkeypatch.setattr(suite, "notebooks_dir", lambda: folder)
     return folder
 
 
@@ -152,7 +152,7 @@ def test_bad_run_folders_are_refused_before_anything_runs(tmp_path, nbs, monkeyp
 
 
 def test_json_files_are_written_atomically(tmp_path):
-    from helpers.run_checks import write_json
+    from helpers.run.checks import write_json
 
     path = tmp_path / "timings.json"
     write_json(path, {"a": 1.0})
@@ -163,9 +163,9 @@ def test_json_files_are_written_atomically(tmp_path):
 
 
 def test_model_plan_says_loudly_when_the_embedded_model_replaces_a_hub_model(monkeypatch):
-    from helpers import loading, run_checks
+    from helpers.run import checks as run_checks
 
-    monkeypatch.setattr(loading, "hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # helpers.runtime.hardware.hub_reachable: False at once
     name, line = run_checks.model_plan(None, "gpu")
     assert name is None and line.startswith("!!!") and "INSTEAD" in line and "unsloth/Qwen2.5-3B-Instruct" in line
     assert run_checks.model_plan(None, "ci") == (None, "embedded SmolLM2-135M-Instruct (offline), the ci profile's model")
@@ -236,7 +236,7 @@ def test_papermill_sees_every_parameter_of_every_notebook():
     """papermill skips a parameters-cell line holding two '=' (e.g. '>=' in its comment): -p could then not set it."""
     import papermill as pm
 
-    for nb in cli.select_notebooks(cli.notebooks_dir(), 1, 99):
+    for nb in suite.select_notebooks(suite.notebooks_dir(), 1, 99):
         cell = next(c for c in nbformat.read(nb, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
         names = [line.split("=")[0].strip() for line in cell.source.splitlines()
                  if "=" in line and not line.lstrip().startswith("#")]
@@ -249,10 +249,10 @@ def test_every_p_name_reaches_one_notebook_only():
     and 08) made notebook 08 evaluate by sampling. Only the run-wide names the command sets itself may repeat."""
     import papermill as pm
 
-    from helpers.run_checks import RESERVED
+    from helpers.run.checks import RESERVED
 
     holders = {}
-    for nb in cli.select_notebooks(cli.notebooks_dir(), 1, 99):
+    for nb in suite.select_notebooks(suite.notebooks_dir(), 1, 99):
         for name in set(pm.inspect_notebook(str(nb))) - set(RESERVED):
             holders.setdefault(name, []).append(nb.name)
     shared = {name: nbs for name, nbs in holders.items() if len(nbs) > 1}
@@ -261,9 +261,9 @@ def test_every_p_name_reaches_one_notebook_only():
 
 
 def test_the_console_script_turns_the_suites_errors_into_one_line(monkeypatch):
-    from helpers import cli
-    from helpers.model_checks import ModelLoadError
-    from helpers.safety import DiskFullError
+    from helpers.files.disk import DiskFullError
+    from helpers.model.checks import ModelLoadError
+    from helpers.run import cli
 
     for error in (ModelLoadError("cannot download 'x': the hub is not reachable; fix: pass a folder."),
                   DiskFullError("no space left in /runs/x (2 MiB free, 40 MiB needed); fix: free space.")):

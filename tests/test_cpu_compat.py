@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from helpers import cpu_compat
+from helpers.train import cpu_compat
 
 trl_utils = pytest.importorskip("trl.trainer.utils")
 

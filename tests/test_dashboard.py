@@ -1,4 +1,4 @@
-"""helpers.dashboard, headless: fake trainer events in both TRL key generations, no model, no front end."""
+"""helpers.dashboard.callback, headless: fake trainer events in both TRL key generations, no model, no front end."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from types import SimpleNamespace
 import pytest
 from transformers import TrainerControl, TrainerState
 
-from helpers import dashboard as db
+from helpers.dashboard.callback import DashboardCallback, Throttle, attach
+from helpers.dashboard.metrics import Panels, canonical, read_metrics, reward_names
+from helpers.dashboard.plots import PANEL_NAMES, plot_metrics
+from helpers.dashboard.text import samples_from_trainer_logs, samples_html, summary_line
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -52,11 +55,11 @@ class Clock:
         return self.t
 
 
-def make(tmp_path, **kw) -> db.DashboardCallback:
+def make(tmp_path, **kw) -> DashboardCallback:
     kw.setdefault("notebook", False)
     kw.setdefault("plot_every", 0)
     kw.setdefault("stream", io.StringIO())
-    return db.DashboardCallback(tmp_path / "run", "grpo", **kw)
+    return DashboardCallback(tmp_path / "run", "grpo", **kw)
 
 
 def drive(cb, steps, logs=new_logs, max_steps=10, end=True):
@@ -69,7 +72,7 @@ def drive(cb, steps, logs=new_logs, max_steps=10, end=True):
 
 
 def test_both_generations_give_the_same_canonical_names():
-    new, old = db.canonical(new_logs(3)), db.canonical(old_logs(3))
+    new, old = canonical(new_logs(3)), canonical(old_logs(3))
     shared = {"reward", "reward_std", "rewards/format_compliance/mean", "rewards/accuracy/mean",
               "completions/mean_length", "kl", "learning_rate", "loss", "grad_norm", "epoch"}
     assert shared <= set(new) and shared <= set(old)
@@ -77,13 +80,13 @@ def test_both_generations_give_the_same_canonical_names():
     assert old["clip_ratio/region_mean"] == 0.0
     for key in shared - {"learning_rate"}:
         assert math.isclose(new[key], old[key]), key
-    assert db.canonical({"eval_rewards/accuracy": 1, "x": float("nan"), "y": None, "s": "text", "b": True}) == {
+    assert canonical({"eval_rewards/accuracy": 1, "x": float("nan"), "y": None, "s": "text", "b": True}) == {
         "eval_rewards/accuracy/mean": 1.0, "x": None, "y": None}
-    assert db.reward_names(new) == ["accuracy", "correctness_reward", "format_compliance"]
+    assert reward_names(new) == ["accuracy", "correctness_reward", "format_compliance"]
 
 
 def test_panels_match_by_substring_best_first():
-    p = db.Panels()
+    p = Panels()
     names = ["strict_format_reward", "format_compliance", "correctness_reward", "lenient_accuracy", "accuracy"]
     assert p.match("format", names) == ["format_compliance"]
     assert p.match("accuracy", names) == ["accuracy", "lenient_accuracy"]  # strict and lenient, strict first
@@ -91,7 +94,7 @@ def test_panels_match_by_substring_best_first():
     assert p.match("format", unsloth) == ["soft_format_reward_func", "strict_format_reward_func"]
     assert p.match("accuracy", unsloth) == ["correctness_reward_func"]
     assert p.match("accuracy", ["xml_count"]) == []
-    assert db.Panels(accuracy=("exact",)).match("accuracy", ["exact_match", "accuracy"]) == ["exact_match"]
+    assert Panels(accuracy=("exact",)).match("accuracy", ["exact_match", "accuracy"]) == ["exact_match"]
 
 
 @pytest.mark.parametrize("logs", [new_logs, old_logs], ids=["trl1", "trl0"])
@@ -109,13 +112,13 @@ def test_jsonl_is_flushed_per_line_and_console_lines(tmp_path, logs):
     assert len(out) == 3
     assert out[2].startswith("step 3/10 | reward 0.6 ± 0.3 | format 0.3 | acc 0.15 | len 43.0")
     assert "kl 0.003" in out[2] and "lr " in out[2] and "loss" not in out[2]
-    assert db.read_metrics(path) == db.read_metrics(path.parent)
+    assert read_metrics(path) == read_metrics(path.parent)
 
 
 def test_console_eta_eval_and_summary_lines(tmp_path):
     clock = Clock()
     cb = make(tmp_path, clock=clock)
-    assert db.DashboardCallback(tmp_path / "run").notebook is False  # plain pytest: no widget front end
+    assert DashboardCallback(tmp_path / "run").notebook is False  # plain pytest: no widget front end
     args, control = SimpleNamespace(), TrainerControl()
     cb.on_train_begin(args, state(0), control)
     clock.t = 20.0
@@ -126,7 +129,7 @@ def test_console_eta_eval_and_summary_lines(tmp_path):
     assert out[0].endswith(" | 0:20<1:20")
     assert out[1].startswith("eval step 2/10 | reward 0.5 | acc 0.25")
     assert out[2] == "step 2/10 | done in 1:02:05"
-    sft = db.summary_line({"step": 5, "loss": 1.234, "learning_rate": 2e-4})
+    sft = summary_line({"step": 5, "loss": 1.234, "learning_rate": 2e-4})
     assert sft == "step 5 | loss 1.23 | lr 0.0002"
 
 
@@ -137,7 +140,7 @@ def test_resume_drops_steps_logged_after_the_checkpoint(tmp_path):
         f.write('{"step": 6, "rew')  # a line cut short by the kill
     cb = make(tmp_path)
     drive(cb, [4, 5, 6, 7], logs=lambda s: {**new_logs(s), "reward": 10.0 + s}, end=False)
-    rows = db.read_metrics(path)
+    rows = read_metrics(path)
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6, 7]
     assert [r["reward"] for r in rows] == pytest.approx([0.2, 0.4, 0.6, 14, 15, 16, 17])
     assert len(path.read_text().splitlines()) == 7
@@ -151,9 +154,9 @@ def test_read_metrics_dedups_by_step_last_wins_and_merges(tmp_path):
     recs = [{"step": 1, "reward": 1.0}, {"step": 2, "reward": 2.0}, {"step": 1, "reward": 5.0},
             {"step": 2, "train_runtime": 9.0, "completion_length": 7}]
     path.write_text("".join(json.dumps(r) + "\n" for r in recs) + "not json\n")
-    assert db.read_metrics(path) == [{"step": 1, "reward": 5.0},
+    assert read_metrics(path) == [{"step": 1, "reward": 5.0},
                                      {"step": 2, "reward": 2.0, "train_runtime": 9.0, "completions/mean_length": 7.0}]
-    assert db.read_metrics(tmp_path / "missing.jsonl") == []
+    assert read_metrics(tmp_path / "missing.jsonl") == []
 
 
 def test_pngs_are_written_periodically_and_at_the_end(tmp_path):
@@ -165,7 +168,7 @@ def test_pngs_are_written_periodically_and_at_the_end(tmp_path):
     assert (plots / "grpo_dashboard.png").exists()
     cb.on_train_end(SimpleNamespace(), state(2), TrainerControl())
     names = {p.name for p in plots.glob("*.png")}
-    assert names == {f"grpo_{n}.png" for n in ("dashboard", *db.PANEL_NAMES)}
+    assert names == {f"grpo_{n}.png" for n in ("dashboard", *PANEL_NAMES)}
     for p in plots.iterdir():
         assert p.read_bytes().startswith(PNG_MAGIC), p  # no temp files left behind either
     import matplotlib.image
@@ -175,16 +178,16 @@ def test_pngs_are_written_periodically_and_at_the_end(tmp_path):
 
 def test_plot_metrics_skips_panels_without_data(tmp_path):
     history = [{"step": s, **old_logs(s)} for s in (1, 2, 3)]  # e.g. trainer.state.log_history
-    written = db.plot_metrics(history, tmp_path, prefix="old")
+    written = plot_metrics(history, tmp_path, prefix="old")
     assert set(written) == {"dashboard", "reward", "rewards", "format_accuracy", "length", "kl_entropy", "loss", "lr"}
-    sft = db.plot_metrics([{"step": s, "loss": 2.0 / s, "learning_rate": 1e-4} for s in (1, 2)], tmp_path, "sft")
+    sft = plot_metrics([{"step": s, "loss": 2.0 / s, "learning_rate": 1e-4} for s in (1, 2)], tmp_path, "sft")
     assert set(sft) == {"dashboard", "loss", "lr"}
-    assert db.plot_metrics([], tmp_path, "empty")["dashboard"].read_bytes().startswith(PNG_MAGIC)
+    assert plot_metrics([], tmp_path, "empty")["dashboard"].read_bytes().startswith(PNG_MAGIC)
 
 
 def test_throttle_with_an_injected_clock():
     clock = Clock()
-    t = db.Throttle(0.5, clock)
+    t = Throttle(0.5, clock)
     assert t.ready() and not t.ready()
     clock.t = 0.4
     assert not t.ready() and t.ready(force=True)
@@ -209,12 +212,12 @@ def fake_trainer():
 
 
 def test_samples_from_trainer_logs():
-    samples = db.samples_from_trainer_logs(fake_trainer()._logs, [1.0, 2.0, 1.0], n=3)
+    samples = samples_from_trainer_logs(fake_trainer()._logs, [1.0, 2.0, 1.0], n=3)
     assert [s["prompt"] for s in samples] == ["What is 7+1?", "What is 8+1?", "What is 9+1?"]
     assert samples[-1]["completion"].endswith("<answer>10</answer> <b>")
     assert samples[-1]["rewards"] == {"format_compliance": 1.0, "accuracy": 1.0, "correctness": None}
     assert samples[-1]["total"] == 3.0 and samples[-1]["advantage"] == -0.5
-    table = db.samples_html(samples)
+    table = samples_html(samples)
     assert "&lt;answer&gt;10&lt;/answer&gt; &lt;b&gt;" in table
     assert "<answer>" not in table and "<b>" not in table.replace("<b>3</b>", "").replace("<b>1</b>", "")
 
@@ -261,7 +264,7 @@ def test_widget_draws_a_throttled_update_at_train_end(tmp_path, monkeypatch):
 def test_attach_binds_and_adds(tmp_path):
     added = []
     trainer = SimpleNamespace(add_callback=added.append, _logs={})
-    cb = db.attach(trainer, tmp_path / "run", stage="sft", notebook=False)
+    cb = attach(trainer, tmp_path / "run", stage="sft", notebook=False)
     assert added == [cb] and cb.trainer is trainer
     assert cb.metrics_path == (tmp_path / "run" / "sft" / "metrics.jsonl").resolve()
 

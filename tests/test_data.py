@@ -5,10 +5,13 @@ import re
 
 import pytest
 
-from helpers import data
-from helpers.answers import normalize_answer
-from helpers.chat_template import DEFAULT_FORMAT, ReasoningFormat
-from helpers.rewards import reward_functions
+from helpers.data import problems as data
+from helpers.data.answers import normalize_answer
+from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
+from helpers.data.gsm8k import GSM8K_DIR_ENV, default_gsm8k_dir, extract_gsm8k_answer, gsm8k_rows, load_gsm8k
+from helpers.data.rows import DataUnavailableError
+from helpers.data.synthetic import _ITEMS, _PEOPLE, held_out_question, synthetic_dataset
+from helpers.rewards.reward_set import reward_functions
 
 COLUMNS = ["prompt", "completion", "answer", "question", "reasoning", "difficulty", "source"]
 STEP = re.compile(r"(-?\d+) ([-+*/]) (\d+) = (-?\d+)\.$")
@@ -27,7 +30,7 @@ def gold_scores(ds):
     ("no marker", None), ("#### ", None), ("#### twelve", None), (None, None), (42, None),
 ])
 def test_extract_gsm8k_answer(text, expected):
-    assert data.extract_gsm8k_answer(text) == expected
+    assert extract_gsm8k_answer(text) == expected
 
 
 def test_rows_without_a_usable_answer_are_dropped_and_counted():
@@ -40,7 +43,7 @@ def test_rows_without_a_usable_answer_are_dropped_and_counted():
         {"question": "Q6?", "answer": None},
         None, "a string", 7,
     ]
-    rows, dropped = data.gsm8k_rows(records)
+    rows, dropped = gsm8k_rows(records)
     assert dropped == 8 and len(rows) == 1
     row = rows[0]
     assert list(row) == COLUMNS
@@ -53,25 +56,25 @@ def test_local_jsonl_with_bad_lines_never_crashes(tmp_path):
              "{not json", "", json.dumps({"question": "B?", "answer": "#### ?"}),
              json.dumps({"question": "C has $1,000?", "answer": "#### 1,000"})]
     (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
-    ds = data.load_gsm8k("train", tmp_path)
+    ds = load_gsm8k("train", tmp_path)
     assert ds["answer"] == ["5", "1000"]
     assert "2 rows, 2 dropped" in ds.info.description
-    assert data.load_gsm8k("train", tmp_path / "train.jsonl", limit=1).num_rows == 1
-    with pytest.raises(data.DataUnavailableError, match="fix:"):
-        data.load_gsm8k("test", tmp_path)
+    assert load_gsm8k("train", tmp_path / "train.jsonl", limit=1).num_rows == 1
+    with pytest.raises(DataUnavailableError, match="fix:"):
+        load_gsm8k("test", tmp_path)
     with pytest.raises(ValueError, match="fix:"):
-        data.load_gsm8k("validation", tmp_path)
+        load_gsm8k("validation", tmp_path)
 
 
 def test_the_hub_offline_is_one_line(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(data.DataUnavailableError) as err:
-        data.load_gsm8k("test")
+    with pytest.raises(DataUnavailableError) as err:
+        load_gsm8k("test")
     assert "\n" not in str(err.value) and "fix:" in str(err.value)
 
 
 def test_real_gsm8k_test_split(gsm8k_dir):
-    ds = data.load_gsm8k("test", gsm8k_dir)
+    ds = load_gsm8k("test", gsm8k_dir)
     assert ds.num_rows == 1319 and ds.column_names == COLUMNS
     assert "0 dropped" in ds.info.description
     assert all(normalize_answer(a) == a for a in ds["answer"])
@@ -84,7 +87,7 @@ def test_real_gsm8k_test_split(gsm8k_dir):
 def test_rows_are_conversational_for_trl():
     from trl.data_utils import is_conversational
 
-    row = data.synthetic_dataset(1)[0]
+    row = synthetic_dataset(1)[0]
     # TRL looks at whichever of prompt/completion it meets first: both must be messages
     for key in ("prompt", "completion"):
         assert is_conversational({key: row[key]})
@@ -106,7 +109,7 @@ def check_arithmetic(row):
 
 
 def test_synthetic_problems_are_right_and_sized_by_level():
-    ds = data.synthetic_dataset(600, seed=3)
+    ds = synthetic_dataset(600, seed=3)
     assert ds.column_names == COLUMNS and set(ds["source"]) == {"synthetic"}
     assert {d: ds["difficulty"].count(d) for d in (1, 2, 3)} == {1: 200, 2: 200, 3: 200}
     for row in ds:
@@ -115,39 +118,39 @@ def test_synthetic_problems_are_right_and_sized_by_level():
     assert len(set(ds["question"])) == 600
     scores = gold_scores(ds)
     assert set(scores["strict_format_reward"]) == {1.0} and set(scores["correctness_reward"]) == {1.0}
-    level1 = data.synthetic_dataset(50, difficulty=1)
+    level1 = synthetic_dataset(50, difficulty=1)
     assert set(level1["difficulty"]) == {1}
     assert max(len(q.split()) for q in level1["question"]) < 30  # short prompts
 
 
 def test_synthetic_is_deterministic():
-    a, b = data.synthetic_dataset(50, seed=7), data.synthetic_dataset(50, seed=7)
+    a, b = synthetic_dataset(50, seed=7), synthetic_dataset(50, seed=7)
     assert a.to_list() == b.to_list()
-    assert a["question"] != data.synthetic_dataset(50, seed=8)["question"]
+    assert a["question"] != synthetic_dataset(50, seed=8)["question"]
     with pytest.raises(ValueError, match="fix:"):
-        data.synthetic_dataset(5, difficulty=4)
+        synthetic_dataset(5, difficulty=4)
     with pytest.raises(ValueError, match="fix:"):
-        data.synthetic_dataset(5, split="validation")
+        synthetic_dataset(5, split="validation")
 
 
 def test_synthetic_train_and_test_never_share_a_problem():
-    train = data.synthetic_dataset(2000, difficulty=1, split="train", seed=0)
-    test = data.synthetic_dataset(200, difficulty=1, split="test", seed=0)
-    other_seed = data.synthetic_dataset(200, difficulty=1, split="test", seed=5)
+    train = synthetic_dataset(2000, difficulty=1, split="train", seed=0)
+    test = synthetic_dataset(200, difficulty=1, split="test", seed=0)
+    other_seed = synthetic_dataset(200, difficulty=1, split="test", seed=5)
     assert not set(train["question"]) & set(test["question"])
     assert not set(train["question"]) & set(other_seed["question"])
-    assert all(data.held_out_question(q) for q in test["question"])
+    assert all(held_out_question(q) for q in test["question"])
 
 
 def test_custom_format_and_system_prompt():
     fmt = ReasoningFormat("<think>", "</think>", "<final>", "</final>")
-    row = data.synthetic_dataset(1, fmt=fmt, system="Be brief.")[0]
+    row = synthetic_dataset(1, fmt=fmt, system="Be brief.")[0]
     assert row["prompt"][0]["content"] == "Be brief."
     assert fmt.parse(row["completion"][0]["content"]).strict
 
 
 def test_split_held_out_is_deterministic_disjoint_and_deduplicated():
-    base = data.synthetic_dataset(30)
+    base = synthetic_dataset(30)
     ds = base.select(list(range(30)) + [0, 1, 2])  # three repeated problems
     parts = data.split_held_out(ds, 10, seed=1)
     assert parts["train"].num_rows == 20 and parts["test"].num_rows == 10
@@ -160,7 +163,7 @@ def test_split_held_out_is_deterministic_disjoint_and_deduplicated():
 
 
 def test_prompt_length_filter(tokenizer):
-    ds = data.synthetic_dataset(30, seed=2)
+    ds = synthetic_dataset(30, seed=2)
     lengths = data.prompt_lengths(ds, tokenizer)
     assert all(60 < n < 130 for n in lengths)
     cut = sorted(lengths)[15]
@@ -185,19 +188,19 @@ def test_load_problems_falls_back_to_synthetic(monkeypatch, tmp_path):
 
 
 def test_default_gsm8k_dir_env(monkeypatch, tmp_path):
-    monkeypatch.setenv(data.GSM8K_DIR_ENV, str(tmp_path))
-    assert data.default_gsm8k_dir() == tmp_path
+    monkeypatch.setenv(GSM8K_DIR_ENV, str(tmp_path))
+    assert default_gsm8k_dir() == tmp_path
 
 
 def test_paraphrased_problems_keep_the_arithmetic_in_other_words():
-    para = data.synthetic_dataset(300, split="test", seed=0, style="paraphrased")
-    plain = data.synthetic_dataset(300, split="test", seed=0)
+    para = synthetic_dataset(300, split="test", seed=0, style="paraphrased")
+    plain = synthetic_dataset(300, split="test", seed=0)
     for row in para:
         check_arithmetic(row)
     assert {d: para["difficulty"].count(d) for d in (1, 2, 3)} == {1: 100, 2: 100, 3: 100}
     assert set(gold_scores(para)["correctness_reward"]) == {1.0}
     # no training name, item or sentence template appears in the paraphrased questions
-    train_words = {p for p, _ in data._PEOPLE} | set(data._ITEMS) | {
+    train_words = {p for p, _ in _PEOPLE} | set(_ITEMS) | {
         "Then", "in each", "shares", "have now", "buys", "finds", "gets", "picks", "gives", "loses", "sells", "uses"}
     for q in para["question"]:
         words = set(q.replace(".", " ").replace("?", " ").replace(",", " ").split())
@@ -205,4 +208,4 @@ def test_paraphrased_problems_keep_the_arithmetic_in_other_words():
     assert not set(para["question"]) & set(plain["question"])
     assert "paraphrased wording" in para.info.description
     with pytest.raises(ValueError, match="fix: use one of"):
-        data.synthetic_dataset(3, style="reworded")
+        synthetic_dataset(3, style="reworded")

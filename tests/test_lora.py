@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from helpers.lora import ALLOWED_RANKS, add_lora, linear_module_names, lora_delta, lora_state
+from helpers.model.lora import ALLOWED_RANKS, add_lora, linear_module_names, lora_delta, lora_state
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
 """GRPO in several processes (issue 18): ``accelerate launch`` with the repository's config runs
-``python -m helpers.grpo`` as 2 processes over gloo on a CPU, under the ``ci`` profile, and the run folder
+``python -m helpers.train.grpo`` as 2 processes over gloo on a CPU, under the ``ci`` profile, and the run folder
 comes out as one process would leave it: one metrics file with each step once, one adapter (written by
 rank 0) that records the 2 processes, nothing moved aside in a fresh folder."""
 
@@ -23,7 +23,7 @@ def test_two_processes_write_one_run_folder(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO), "GRPO_PROFILE": "ci", "OMP_NUM_THREADS": "1"}
     cmd = [str(ACCELERATE), "launch", "--config_file", str(REPO / "configs" / "accelerate_multi_gpu.yaml"),
-           "--num_processes", "2", "-m", "helpers.grpo", "--run-dir", str(run), "--profile", "ci", "--no-sft",
+           "--num_processes", "2", "-m", "helpers.train.grpo", "--run-dir", str(run), "--profile", "ci", "--no-sft",
            "--max-steps", "3", "--save-steps", "2", "--problems", "16", "--fresh", "--threads", "1"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
@@ -45,7 +45,7 @@ def test_two_processes_write_one_run_folder(tmp_path):
 @pytest.mark.parametrize("env, expected", [({}, False), ({"GRPO_PLAIN_TRL": "1"}, True), ({"GRPO_PLAIN_TRL": "0"}, False),
                                            ({"WORLD_SIZE": "2"}, True), ({"WORLD_SIZE": "2", "GRPO_PLAIN_TRL": "0"}, True)])
 def test_plain_trl_path_with_several_processes_or_when_asked(monkeypatch, env, expected):
-    from helpers.distributed import plain_trl
+    from helpers.runtime.distributed import plain_trl
 
     for key in ("GRPO_PLAIN_TRL", "WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)
@@ -55,7 +55,7 @@ def test_plain_trl_path_with_several_processes_or_when_asked(monkeypatch, env, e
 
 
 def test_plain_trl_refuses_a_value_it_cannot_read(monkeypatch):
-    from helpers.distributed import plain_trl
+    from helpers.runtime.distributed import plain_trl
 
     monkeypatch.setenv("GRPO_PLAIN_TRL", "yes please")
     with pytest.raises(ValueError, match="GRPO_PLAIN_TRL='yes please' is not 0 or 1; fix"):
@@ -63,11 +63,11 @@ def test_plain_trl_refuses_a_value_it_cannot_read(monkeypatch):
 
 
 def test_one_rule_for_the_unsloth_path(monkeypatch):
-    """load_model, add_lora, train_sft and train_grpo all ask helpers.distributed.unsloth_path: Unsloth on a CUDA GPU
+    """load_model, add_lora, train_sft and train_grpo all ask helpers.runtime.distributed.unsloth_path: Unsloth on a CUDA GPU
     with unsloth, unless the plain-TRL path is on (several processes or GRPO_PLAIN_TRL=1)."""
     from types import SimpleNamespace
 
-    from helpers.distributed import unsloth_path
+    from helpers.runtime.distributed import unsloth_path
 
     for key in ("GRPO_PLAIN_TRL", "WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)
@@ -81,11 +81,11 @@ def test_one_rule_for_the_unsloth_path(monkeypatch):
 
 
 def test_shutdown_destroys_the_process_group(tmp_path):
-    """helpers.grpo's main ends with helpers.distributed.shutdown: without it every NCCL rank warned at exit
+    """helpers.train.grpo's main ends with helpers.runtime.distributed.shutdown: without it every NCCL rank warned at exit
     ("destroy_process_group() was not called", the two-GPU run of 2026-11-30)."""
     import torch.distributed as dist
 
-    from helpers.distributed import shutdown
+    from helpers.runtime.distributed import shutdown
 
     shutdown()  # no group yet: nothing to do, no error
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)

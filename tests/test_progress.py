@@ -1,4 +1,4 @@
-"""helpers.progress: the lines ``grpo-notebooks run`` prints while a notebook trains or evaluates."""
+"""helpers.run.progress: the lines ``grpo-notebooks run`` prints while a notebook trains or evaluates."""
 
 import io
 import json
@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from helpers.progress import Follower, RunLog
+from helpers.run.progress import Follower, RunLog
 
 
 def append(path, row):

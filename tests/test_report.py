@@ -1,6 +1,6 @@
 import json
 
-from helpers.report import fifths, learning_summary, write_report
+from helpers.run.report import fifths, learning_summary, write_report
 
 
 def test_fifths_needs_two_values():
@@ -38,12 +38,14 @@ def test_report_of_an_empty_run(tmp_path):
 
 
 def test_summary_reads_grpos_change_against_the_noise(tmp_path):
-    from helpers import evaluation
-    from helpers.report import summary
+    from helpers.evaluate.evaluation import EvalTable
+    from helpers.evaluate.results import write_results
+    from helpers.evaluate.scoring import score_completions
+    from helpers.run.report import summary
 
     good = "<reasoning>\nr\n</reasoning>\n<answer>1</answer>"
-    scores = [evaluation.score_completions(c, ["1"] * 4, name=n)
+    scores = [score_completions(c, ["1"] * 4, name=n)
               for n, c in (("sft", [good, "no", "no", good]), ("grpo", [good, good, good, "no"]))]
-    evaluation.write_results(evaluation.EvalTable("synthetic", "s", {"problems": 4}, scores), tmp_path / "eval")
+    write_results(EvalTable("synthetic", "s", {"problems": 4}, scores), tmp_path / "eval")
     text = summary(tmp_path)
     assert "  grpo vs sft: +25.0 points (2 problems gained, 1 lost of 4; standard error 47.9)" in text

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.grpo import CheckpointsExistError, _set_aside, check_checkpoints, newest_checkpoint
+from helpers.train.checkpoints import CheckpointsExistError, _set_aside, check_checkpoints, newest_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def test_starting_over_moves_the_earlier_run_aside(tmp_path):
 
 
 def test_unused_path_never_names_something_that_is_there(tmp_path):
-    from helpers.safety import unused_path
+    from helpers.files.atomic import unused_path
 
     assert unused_path(tmp_path / "x") == tmp_path / "x"
     (tmp_path / "x").mkdir()
@@ -93,7 +93,7 @@ def test_resume_continues_a_killed_notebook_07(tmp_path, embedded_path):
     out, model = tmp_path / "run", tmp_path / "my-model"
     model.symlink_to(embedded_path)  # a folder of its own name, so the adapter's record shows which was loaded
     metrics, checkpoints = out / "grpo" / "metrics.jsonl", out / "grpo" / "checkpoints"
-    cli = [sys.executable, "-m", "helpers.cli", "run"]
+    cli = [sys.executable, "-m", "helpers.run.cli", "run"]
     sizes = ["-p", "grpo_steps=4", "-p", "num_generations=2", "-p", "max_completion_length=8",
              "--model", str(model)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -137,9 +137,9 @@ def test_resume_continues_a_killed_notebook_07(tmp_path, embedded_path):
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
-    """helpers.safety.atomic_write (metrics, reports, evaluation tables, plots, the CLI's state): the old file or
+    """helpers.files.atomic.atomic_write (metrics, reports, evaluation tables, plots, the CLI's state): the old file or
     the new one, never half of one, and no temporary file left behind."""
-    from helpers.safety import atomic_write
+    from helpers.files.atomic import atomic_write
 
     path = tmp_path / "sub" / "results.json"
     atomic_write(path, '{"a": 1}')

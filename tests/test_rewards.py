@@ -9,12 +9,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import rewards as R
-from helpers.chat_template import DEFAULT_FORMAT, ReasoningFormat
+from helpers.data.answers import parse_number
+from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
+from helpers.rewards.functions import (
+    DEFAULT_WEIGHTS,
+    ApproxFormat,
+    Closeness,
+    Correctness,
+    StrictFormat,
+    accuracy,
+    approx_format_reward,
+    closeness_reward,
+    combined_reward,
+    correctness_reward,
+    format_compliance,
+    lenient_accuracy,
+    strict_format_reward,
+)
+from helpers.rewards.reward_set import reward_functions
+from helpers.rewards.tables import format_table, score_table
 
 GOOD = "<reasoning>\nTom has 3 apples.\nHe buys 4 more: 3 + 4 = 7.\n</reasoning>\n<answer>7</answer>"
-ALL = [R.strict_format_reward, R.approx_format_reward, R.correctness_reward, R.closeness_reward,
-       R.combined_reward, R.format_compliance, R.accuracy, R.lenient_accuracy]
+ALL = [strict_format_reward, approx_format_reward, correctness_reward, closeness_reward,
+       combined_reward, format_compliance, accuracy, lenient_accuracy]
 NAMES = ["strict_format_reward", "approx_format_reward", "correctness_reward", "closeness_reward",
          "format_compliance", "accuracy", "lenient_accuracy"]
 
@@ -38,19 +55,19 @@ def trl_call(func, completions, answers):
 def test_names_as_trl_logs_them():
     from trl.trainer.utils import get_callable_name
 
-    funcs, weights = R.reward_functions()
+    funcs, weights = reward_functions()
     assert [get_callable_name(f) for f in funcs] == NAMES
     assert weights == [0.5, 0.5, 2.0, 0.5, 0.0, 0.0, 0.0]
-    funcs, weights = R.reward_functions(combined=True)
+    funcs, weights = reward_functions(combined=True)
     assert [get_callable_name(f) for f in funcs] == ["combined_reward", *NAMES]
     assert weights == [1.0] + [0.0] * 7
-    assert R.reward_functions().names == NAMES
+    assert reward_functions().names == NAMES
 
 
 def test_weights_fit_grpo_config():
     from trl import GRPOConfig
 
-    funcs, weights = R.reward_functions({"closeness_reward": 0.0})
+    funcs, weights = reward_functions({"closeness_reward": 0.0})
     config = GRPOConfig(output_dir="/tmp/unused", reward_weights=weights, report_to=[], use_cpu=True)
     assert len(config.reward_weights) == len(funcs) and config.reward_weights[3] == 0.0
 
@@ -61,7 +78,7 @@ def test_weights_fit_grpo_config():
 ])
 def test_bad_weights_are_refused(weights, message):
     with pytest.raises(ValueError, match=message) as err:
-        R.reward_functions(weights)
+        reward_functions(weights)
     assert "fix:" in str(err.value)
 
 
@@ -73,14 +90,14 @@ def test_trl_signature_strings_and_messages_agree():
         assert got == trl_call(func, as_messages, ["7"] * 3)
         assert len(got) == 3 and all(type(v) is float for v in got)
     multimodal = [[{"role": "assistant", "content": [{"type": "text", "text": GOOD}]}]]
-    assert R.correctness_reward(multimodal, answer=["7"]) == [1.0]
+    assert correctness_reward(multimodal, answer=["7"]) == [1.0]
 
 
 def test_separate_and_combined_give_the_same_total():
     completions = [GOOD, GOOD + " extra", "<reasoning>r</reasoning><answer>6</answer>", "7", None]
     answers = ["7"] * 5
-    separate = R.reward_functions().scores(completions, answers)
-    combined = R.reward_functions(combined=True).scores(completions, answers)
+    separate = reward_functions().scores(completions, answers)
+    combined = reward_functions(combined=True).scores(completions, answers)
     assert separate["reward"] == pytest.approx(combined["reward"])
     assert combined["reward"] == pytest.approx(combined["combined_reward"])
     assert separate["reward"][0] == 3.5  # the maximum: 0.5 + 0.5 + 2.0 + 0.5
@@ -88,7 +105,7 @@ def test_separate_and_combined_give_the_same_total():
 
 def test_rewards_are_picklable_and_keep_their_names():
     """TRL's async rollout worker sends reward functions to a child process."""
-    for func in R.reward_functions(combined=True).funcs:
+    for func in reward_functions(combined=True).funcs:
         clone = pickle.loads(pickle.dumps(func))
         assert clone.__name__ == func.__name__
         assert clone([GOOD], answer=["7"]) == func([GOOD], answer=["7"])
@@ -96,10 +113,10 @@ def test_rewards_are_picklable_and_keep_their_names():
 
 def test_missing_answer_column_warns_and_scores_zero():
     with pytest.warns(UserWarning, match="no 'answer' column.*fix:"):
-        assert R.Correctness()([GOOD]) == [0.0]
+        assert Correctness()([GOOD]) == [0.0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert R.strict_format_reward([GOOD]) == [1.0]  # format rewards need no answer
+        assert strict_format_reward([GOOD]) == [1.0]  # format rewards need no answer
 
 
 def test_trl_own_reward_loop_runs_them():
@@ -110,9 +127,9 @@ def test_trl_own_reward_loop_runs_them():
     import torch
     from trl import GRPOTrainer
 
-    from helpers.data import synthetic_dataset
+    from helpers.data.synthetic import synthetic_dataset
 
-    funcs, weights = R.reward_functions()
+    funcs, weights = reward_functions()
     rows = [dict(r) for r in synthetic_dataset(2) for _ in range(2)]  # 2 prompts x 2 generations
     gold = [rows[0]["completion"][0]["content"], "junk", rows[2]["completion"][0]["content"], None]
     completions = [[{"role": "assistant", "content": c}] for c in gold]
@@ -145,7 +162,7 @@ def test_pitfall_prefilled_opening_tag():
     after_prefill = GOOD.removeprefix(DEFAULT_FORMAT.prefill_text)
     assert not after_prefill.startswith("<reasoning>")
     assert scores(after_prefill)["strict_format_reward"] == 0.0  # the default decision: the model writes the tag
-    funcs, _ = R.reward_functions(prefilled=True)
+    funcs, _ = reward_functions(prefilled=True)
     prefilled = {f.__name__: f([after_prefill], answer=["7"])[0] for f in funcs}
     assert prefilled["strict_format_reward"] == prefilled["approx_format_reward"] == 1.0
     assert prefilled["correctness_reward"] == prefilled["format_compliance"] == prefilled["accuracy"] == 1.0
@@ -188,34 +205,34 @@ def test_pitfall_answer_repeated_in_the_reasoning():
 @pytest.mark.parametrize("answer_text", ["7", "7.00", "$7", "7 apples", "7.", r"\boxed{7}", " 7 ", "14/2"])
 def test_correct_answers_in_any_spelling(answer_text):
     text = f"<reasoning>3 + 4 = 7</reasoning><answer>{answer_text}</answer>"
-    assert R.correctness_reward([text], answer=["7"]) == [1.0]
+    assert correctness_reward([text], answer=["7"]) == [1.0]
 
 
 def test_closeness_is_graded_by_relative_error():
     texts = [f"<answer>{v}</answer>" for v in ("100", "90", "75", "50", "-100", "oops")]
-    assert R.closeness_reward(texts, answer="100") == [1.0, 0.8, 0.5, 0.0, 0.0, 0.0]
-    assert R.Closeness(tolerance=1.0)(["<answer>50</answer>"], answer="100") == [0.5]
-    assert R.closeness_reward(["<answer>0.5</answer>"], answer="0") == [0.0]  # |gold| < 1 uses 1 as the scale
+    assert closeness_reward(texts, answer="100") == [1.0, 0.8, 0.5, 0.0, 0.0, 0.0]
+    assert Closeness(tolerance=1.0)(["<answer>50</answer>"], answer="100") == [0.5]
+    assert closeness_reward(["<answer>0.5</answer>"], answer="0") == [0.0]  # |gold| < 1 uses 1 as the scale
     with pytest.raises(ValueError, match="fix:"):
-        R.Closeness(tolerance=0)
+        Closeness(tolerance=0)
 
 
 def test_approx_format_partial_credit_and_floor():
-    assert R.approx_format_reward(["<reasoning>r</reasoning>"]) == [0.25]
-    assert R.approx_format_reward(["<answer>7</answer>"]) == [0.5]  # two tags, a non-empty answer, nothing after
+    assert approx_format_reward(["<reasoning>r</reasoning>"]) == [0.25]
+    assert approx_format_reward(["<answer>7</answer>"]) == [0.5]  # two tags, a non-empty answer, nothing after
     spam = "<answer>7</answer>" * 50
-    assert R.approx_format_reward([spam]) == [0.0]
-    assert R.ApproxFormat(floor=-0.5)([spam]) == [-0.5]
+    assert approx_format_reward([spam]) == [0.0]
+    assert ApproxFormat(floor=-0.5)([spam]) == [-0.5]
     with pytest.raises(ValueError, match="fix:"):
-        R.ApproxFormat(floor=2.0)
+        ApproxFormat(floor=2.0)
 
 
 def test_custom_tags_reach_every_reward():
     fmt = ReasoningFormat("<think>", "</think>", "<final>", "</final>")
-    funcs, _ = R.reward_functions(fmt=fmt)
+    funcs, _ = reward_functions(fmt=fmt)
     text = fmt.format("3 + 4 = 7", "7")
     assert [f([text], answer=["7"])[0] for f in funcs] == [1.0] * 7
-    assert R.strict_format_reward([text]) == [0.0]
+    assert strict_format_reward([text]) == [0.0]
 
 
 # --- robustness ------------------------------------------------------------------------------------
@@ -319,14 +336,14 @@ def test_property_rewards_are_total_finite_and_consistent(completions, answers):
         assert strict in (0.0, 1.0) and correct in (0.0, 1.0)
         assert strict == got["format_compliance"][i] and correct == got["accuracy"][i]
         assert strict == 0.0 or approx == 1.0  # strictly formatted implies full approximate credit
-        assert correct == 0.0 or close == 1.0 or R.parse_number(answers[i]) is None
-        weighted = sum(w * got[n][i] for n, w in R.DEFAULT_WEIGHTS.items())
+        assert correct == 0.0 or close == 1.0 or parse_number(answers[i]) is None
+        weighted = sum(w * got[n][i] for n, w in DEFAULT_WEIGHTS.items())
         assert got["combined_reward"][i] == pytest.approx(weighted)
     # prefilled=True scores a completion like the default does with the opening text put back
     texts = [c for c in completions if isinstance(c, str)]
     if texts:
-        for func, pre in ((R.strict_format_reward, R.StrictFormat(prefilled=True)),
-                          (R.approx_format_reward, R.ApproxFormat(prefilled=True))):
+        for func, pre in ((strict_format_reward, StrictFormat(prefilled=True)),
+                          (approx_format_reward, ApproxFormat(prefilled=True))):
             assert pre(texts) == func([DEFAULT_FORMAT.prefill_text + t for t in texts])
 
 
@@ -338,11 +355,11 @@ def test_property_run_covers_ten_thousand_completions():
 
 
 def test_score_table():
-    rows = R.score_table([GOOD, "<answer>6</answer>"], ["7", "7"], labels=["good", "no reasoning"])
+    rows = score_table([GOOD, "<answer>6</answer>"], ["7", "7"], labels=["good", "no reasoning"])
     assert list(rows[0]) == ["case", "completion", *NAMES, "reward"]
     assert rows[0]["reward"] == 3.5 and "⏎" in rows[0]["completion"] and len(rows[0]["completion"]) <= 40
-    table = R.format_table(rows)
+    table = format_table(rows)
     assert table.splitlines()[0].split() == ["case", "completion", "strict_format", "approx_format", "correctness",
                                              "closeness", "format_compliance", "accuracy", "lenient_accuracy", "reward"]
     assert "3.50" in table and "no reasoning" in table
-    assert R.format_table([]) == ""
+    assert format_table([]) == ""

@@ -1,6 +1,6 @@
-"""helpers.rollout's one rule for which engine generates (issue 19): GRPO's rollouts (grpo_backend), evaluation
+"""helpers.generate.completions's one rule for which engine generates (issue 19): GRPO's rollouts (grpo_backend), evaluation
 and the notebooks (generation_backend), printed once, overridden by $GRPO_ROLLOUT_BACKEND with a one-line error
-where the asked backend cannot run; and generate_completions / helpers.generation.generate going through it."""
+where the asked backend cannot run; and generate_completions / helpers.generate.chat.generate going through it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from helpers import rollout
-from helpers.runtime import Hardware
+from helpers.generate import backends as rollout
+from helpers.generate.completions import generate_completions
+from helpers.runtime.hardware import Hardware
 
 CPU = Hardware(cuda=False, gpu_name=None, cuda_capability=None, vram_gib=None, bf16=False, cpu_threads=2, colab=False,
                notebook=False, unsloth=False, vllm=False)
@@ -39,7 +40,7 @@ def _clean(monkeypatch):
 @pytest.mark.parametrize("model, hw, plain, expected, engine", [
     (FastInference(), H200, False, "vllm", "Unsloth's vLLM engine"),
     (Plain(), H200, True, "vllm", "TRL's vLLM engine in colocate mode"),
-    (Plain(), T4, False, "suite-sampler", "helpers.fast_rollout"),
+    (Plain(), T4, False, "suite-sampler", "helpers.generate.fast_sampler"),
     (Plain(), T4, True, "transformers", "model.generate"),  # plain TRL without vLLM: TRL as it comes
     (Plain(), H200, False, "transformers", "model.generate"),  # vLLM could run but the model was loaded without it
     (Plain(), CPU, False, "transformers", "model.generate"),
@@ -109,16 +110,16 @@ def test_announced_once_per_process(capsys):
 
 
 def test_generation_goes_through_the_boundary(fresh_model, capsys, monkeypatch):
-    """helpers.generation.generate (notebooks 01/03, the SFT samples) is generate_completions: same greedy text,
+    """helpers.generate.chat.generate (notebooks 01/03, the SFT samples) is generate_completions: same greedy text,
     the backend printed once; forcing transformers bypasses a sampler put in front of generate."""
-    from helpers.generation import generate
+    from helpers.generate.chat import generate
 
     model, tokenizer = fresh_model
     prompts = ["What is 2 + 3?", "Name a colour."]
     texts = generate(model, tokenizer, prompts, max_new_tokens=8)
     rendered = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                               add_generation_prompt=True) for p in prompts]
-    direct = rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=8, progress=False)
+    direct = generate_completions(model, tokenizer, rendered, max_new_tokens=8, progress=False)
     assert texts == [t[0] for t in direct.texts] and direct.backend == "transformers"
     assert capsys.readouterr().out.count("generation: transformers") == 1
 
@@ -132,11 +133,11 @@ def test_generation_goes_through_the_boundary(fresh_model, capsys, monkeypatch):
     in_front._fast_sampler_original = original
     monkeypatch.setattr(model, "generate", in_front, raising=False)
     monkeypatch.setattr(model, "_fast_sampler", object(), raising=False)
-    assert rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=8, progress=False).backend == \
+    assert generate_completions(model, tokenizer, rendered, max_new_tokens=8, progress=False).backend == \
         "suite-sampler" and calls
     calls.clear()
     monkeypatch.setenv(rollout.BACKEND_ENV, "transformers")
-    again = rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=8, progress=False)
+    again = generate_completions(model, tokenizer, rendered, max_new_tokens=8, progress=False)
     assert again.backend == "transformers" and not calls and again.texts == direct.texts
 
 
@@ -146,13 +147,13 @@ def test_per_call_backend_and_token_ids(fresh_model):
     model, tokenizer = fresh_model
     rendered = [tokenizer.apply_chat_template([{"role": "user", "content": "Say hi."}], tokenize=False,
                                               add_generation_prompt=True)]
-    out = rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=6, progress=False,
+    out = generate_completions(model, tokenizer, rendered, max_new_tokens=6, progress=False,
                                        backend="transformers")
     ids = out.token_ids[0][0]
     assert out.backend == "transformers" and 0 < len(ids) <= 6 and tokenizer.eos_token_id not in ids
     assert tokenizer.decode(ids, skip_special_tokens=True) == out.texts[0][0]
     with pytest.raises(ValueError, match="backend='tensorrt' is not a rollout backend; fix"):
-        rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=2, progress=False, backend="tensorrt")
+        generate_completions(model, tokenizer, rendered, max_new_tokens=2, progress=False, backend="tensorrt")
     with pytest.raises(ValueError, match="no sampler is in front of this model's generate; fix"):
-        rollout.generate_completions(model, tokenizer, rendered, max_new_tokens=2, progress=False,
+        generate_completions(model, tokenizer, rendered, max_new_tokens=2, progress=False,
                                      backend="suite-sampler")

@@ -1,42 +1,41 @@
 import pytest
-
-from helpers import runtime
-from helpers.profiles import settings
+from helpers.runtime.hardware import Hardware, describe, detect
+from helpers.runtime.profiles import pick_profile, settings, use_profile
 
 
 def hw(**kw):
     base = dict(cuda=False, gpu_name=None, cuda_capability=None, vram_gib=None, bf16=False, cpu_threads=2,
                 colab=False, notebook=False, unsloth=False, vllm=False)
-    return runtime.Hardware(**(base | kw))
+    return Hardware(**(base | kw))
 
 
 def test_profile_from_hardware():
-    assert runtime.pick_profile(hw(), env={}) == "cpu"
+    assert pick_profile(hw(), env={}) == "cpu"
     t4 = hw(cuda=True, gpu_name="Tesla T4", cuda_capability=(7, 5), vram_gib=14.7)
     assert t4.t4_class and not t4.bf16
-    assert runtime.pick_profile(t4, env={}) == "colab-t4"
+    assert pick_profile(t4, env={}) == "colab-t4"
     h100 = hw(cuda=True, gpu_name="NVIDIA H100", cuda_capability=(9, 0), vram_gib=79.2, bf16=True)
-    assert runtime.pick_profile(h100, env={}) == "gpu"
+    assert pick_profile(h100, env={}) == "gpu"
 
 
 def test_env_overrides_and_is_validated():
-    assert runtime.pick_profile(hw(), env={"GRPO_PROFILE": "ci"}) == "ci"
+    assert pick_profile(hw(), env={"GRPO_PROFILE": "ci"}) == "ci"
     with pytest.raises(ValueError, match="GRPO_PROFILE='tpu'.*one of colab-t4, gpu, cpu, ci"):
-        runtime.pick_profile(hw(), env={"GRPO_PROFILE": "tpu"})
+        pick_profile(hw(), env={"GRPO_PROFILE": "tpu"})
 
 
 def test_use_profile_exports(monkeypatch):
     monkeypatch.delenv("GRPO_PROFILE", raising=False)
-    assert runtime.use_profile("ci") == "ci"
+    assert use_profile("ci") == "ci"
     import os
 
     assert os.environ["GRPO_PROFILE"] == "ci"
     with pytest.raises(ValueError):
-        runtime.use_profile("huge")
+        use_profile("huge")
 
 
 def test_detect_on_this_machine():
-    found = runtime.detect()
+    found = detect()
     assert found.cpu_threads >= 1
     assert found.headless  # pytest is not a Jupyter kernel
     if not found.cuda:
@@ -45,7 +44,7 @@ def test_detect_on_this_machine():
 
 def test_describe_is_one_line_with_versions(monkeypatch):
     monkeypatch.setenv("GRPO_PROFILE", "ci")
-    line = runtime.describe()
+    line = describe("ci")
     assert "\n" not in line
     assert line.startswith("profile=ci |")
     for part in ("torch=", "transformers=", "trl=", "peft=", "python="):
@@ -61,12 +60,13 @@ def test_settings_per_profile():
 
 
 def test_settings_table_shows_every_field_with_its_value_and_help():
-    """Notebooks 06 and 07 print their settings with helpers.profiles.settings_table."""
+    """Notebooks 06 and 07 print their settings with helpers.runtime.profiles.settings_table."""
     from dataclasses import fields
 
-    from helpers.grpo import GRPOSettings
-    from helpers.profiles import settings_table
-    from helpers.sft import SFTSettings
+    from helpers.runtime.profiles import settings_table
+
+    from helpers.train.grpo_config import GRPOSettings
+    from helpers.train.sft_config import SFTSettings
 
     for obj in (SFTSettings.for_profile("ci", max_steps=7), GRPOSettings.for_profile("ci", max_steps=5)):
         lines = settings_table(obj).splitlines()

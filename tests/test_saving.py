@@ -1,4 +1,4 @@
-"""helpers.saving: atomic folders, adapter validation with one-line errors, LoRA and merged saving,
+"""helpers.save.merged: atomic folders, adapter validation with one-line errors, LoRA and merged saving,
 the reload check (merged model == adapter-on model, != base model), and the GGUF message off-GPU."""
 
 from __future__ import annotations
@@ -8,8 +8,19 @@ import json
 import pytest
 import torch
 
-from helpers import gguf_export, reload_check, saving
-from helpers.saving import AdapterLoadError, ExportUnavailable
+from helpers.files.atomic import atomic_folder
+from helpers.model.adapters import AdapterLoadError, check_adapter_dir, load_adapter
+from helpers.save import gguf as gguf_export
+from helpers.save import reload_check
+from helpers.save.adapter import save_lora
+from helpers.save.merged import (
+    ExportUnavailable,
+    merge_lora,
+    merged_dtype,
+    save_merged,
+    unsloth_export,
+    unsloth_merged_kwargs,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Atomic folders
@@ -18,15 +29,15 @@ from helpers.saving import AdapterLoadError, ExportUnavailable
 
 def test_atomic_folder_replaces_only_on_success(tmp_path):
     final = tmp_path / "out"
-    with saving.atomic_folder(final) as tmp:
+    with atomic_folder(final) as tmp:
         (tmp / "a.txt").write_text("one")
     assert (final / "a.txt").read_text() == "one"
-    with pytest.raises(RuntimeError, match="disk full"), saving.atomic_folder(final) as tmp:
+    with pytest.raises(RuntimeError, match="disk full"), atomic_folder(final) as tmp:
         (tmp / "a.txt").write_text("half")
         raise RuntimeError("disk full")
     assert (final / "a.txt").read_text() == "one"  # the old complete folder is untouched
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no partial folder left behind
-    with saving.atomic_folder(final) as tmp:
+    with atomic_folder(final) as tmp:
         (tmp / "b.txt").write_text("two")
     assert sorted(p.name for p in final.iterdir()) == ["b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
@@ -35,7 +46,7 @@ def test_atomic_folder_replaces_only_on_success(tmp_path):
 def test_atomic_folder_cleans_partials_of_dead_processes(tmp_path):
     stale = tmp_path / ".out.partial-999999999-abc"  # no such process
     stale.mkdir()
-    with saving.atomic_folder(tmp_path / "out"):
+    with atomic_folder(tmp_path / "out"):
         pass
     assert not stale.exists()
 
@@ -62,16 +73,16 @@ def _one_line_error(exc_info) -> str:
 
 def test_missing_adapter_folder(tmp_path):
     with pytest.raises(AdapterLoadError) as err:
-        saving.check_adapter_dir(tmp_path / "nope")
+        check_adapter_dir(tmp_path / "nope")
     assert "does not exist" in _one_line_error(err)
     with pytest.raises(AdapterLoadError, match="does not exist"):
-        saving.load_adapter(torch.nn.Linear(2, 2), tmp_path / "nope")  # refused before any model work
+        load_adapter(torch.nn.Linear(2, 2), tmp_path / "nope")  # refused before any model work
 
 
 def test_folder_without_adapter_config(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"x")
     with pytest.raises(AdapterLoadError) as err:
-        saving.check_adapter_dir(tmp_path)
+        check_adapter_dir(tmp_path)
     assert "no adapter_config.json" in _one_line_error(err)
 
 
@@ -79,7 +90,7 @@ def test_unreadable_adapter_config(tmp_path):
     folder = _fake_adapter(tmp_path / "a")
     (folder / "adapter_config.json").write_text("{not json")
     with pytest.raises(AdapterLoadError) as err:
-        saving.check_adapter_dir(folder)
+        check_adapter_dir(folder)
     assert "not a valid PEFT adapter config" in _one_line_error(err)
 
 
@@ -87,11 +98,11 @@ def test_missing_weights_and_pickle_only_weights(tmp_path):
     folder = _fake_adapter(tmp_path / "a")
     (folder / "adapter_model.safetensors").unlink()
     with pytest.raises(AdapterLoadError) as err:
-        saving.check_adapter_dir(folder)
+        check_adapter_dir(folder)
     assert "no adapter_model.safetensors" in _one_line_error(err)
     (folder / "adapter_model.bin").write_bytes(b"pickle")
     with pytest.raises(AdapterLoadError) as err:
-        saving.check_adapter_dir(folder)
+        check_adapter_dir(folder)
     assert "pickle" in _one_line_error(err)
 
 
@@ -102,12 +113,12 @@ def test_corrupt_adapter_weights(tmp_path, damage):
     data = weights.read_bytes()
     weights.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00garbage" * 10, "empty": b""}[damage])
     with pytest.raises(AdapterLoadError) as err:
-        saving.check_adapter_dir(folder)
+        check_adapter_dir(folder)
     assert "corrupt or truncated" in _one_line_error(err)
 
 
 def test_valid_fake_adapter_passes(tmp_path):
-    assert saving.check_adapter_dir(_fake_adapter(tmp_path / "a"))["peft_type"] == "LORA"
+    assert check_adapter_dir(_fake_adapter(tmp_path / "a"))["peft_type"] == "LORA"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,15 +128,15 @@ def test_valid_fake_adapter_passes(tmp_path):
 
 def test_merged_dtype_decision():
     fp32 = torch.nn.Linear(2, 2)
-    assert saving.merged_dtype(fp32) is torch.bfloat16  # CPU model: saved in bf16
-    assert saving.merged_dtype(fp32.to(torch.float16)) is torch.float16  # a 16-bit model keeps its dtype
-    assert saving.merged_dtype(torch.nn.Linear(2, 2), "float16") is torch.float16
+    assert merged_dtype(fp32) is torch.bfloat16  # CPU model: saved in bf16
+    assert merged_dtype(fp32.to(torch.float16)) is torch.float16  # a 16-bit model keeps its dtype
+    assert merged_dtype(torch.nn.Linear(2, 2), "float16") is torch.float16
     with pytest.raises(ValueError, match="fix:"):
-        saving.merged_dtype(fp32, "int8")
+        merged_dtype(fp32, "int8")
 
 
 def test_unsloth_arguments():
-    assert saving.unsloth_merged_kwargs("tok") == {"tokenizer": "tok", "save_method": "merged_16bit",
+    assert unsloth_merged_kwargs("tok") == {"tokenizer": "tok", "save_method": "merged_16bit",
                                                    "safe_serialization": True}
     assert gguf_export.unsloth_gguf_kwargs("tok", ["q8_0", "Q4_K_M"]) == {"tokenizer": "tok",
                                                                    "quantization_method": ["q8_0", "q4_k_m"]}
@@ -144,7 +155,7 @@ def test_gguf_has_a_clear_message_without_gpu(tmp_path):
 
 def test_save_lora_refuses_a_plain_model(tmp_path):
     with pytest.raises(TypeError, match="PeftModel"):
-        saving.save_lora(torch.nn.Linear(2, 2), None, tmp_path / "x")
+        save_lora(torch.nn.Linear(2, 2), None, tmp_path / "x")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,8 +176,8 @@ def perturb_lora(model, scale: float = 0.05, seed: int = 1) -> None:
 
 @pytest.fixture(scope="module")
 def adapter_model():
-    from helpers.loading import load_model
-    from helpers.lora import add_lora
+    from helpers.model.load import load_model
+    from helpers.model.lora import add_lora
 
     model, tokenizer = load_model(profile="ci")
     peft_model, _ = add_lora(model, rank=16, gradient_checkpointing=False)
@@ -179,8 +190,8 @@ def saved(adapter_model, tmp_path_factory):
     model, tokenizer = adapter_model
     root = tmp_path_factory.mktemp("saved")
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    lora = saving.save_lora(model, tokenizer, root / "lora")
-    merged = saving.save_merged(model, tokenizer, root / "merged_16bit")
+    lora = save_lora(model, tokenizer, root / "lora")
+    merged = save_merged(model, tokenizer, root / "merged_16bit")
     after = model.state_dict()
     untouched = before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     return {"lora": lora, "merged": merged, "untouched": untouched}
@@ -214,10 +225,10 @@ def test_saved_folders_hold_what_they_should(saved, adapter_model):
 
 @pytest.mark.slow
 def test_lora_folder_reloads_onto_a_fresh_base(saved, adapter_model):
-    from helpers.loading import load_model
+    from helpers.model.load import load_model
 
     base, _ = load_model(profile="ci")
-    reloaded = saving.load_adapter(base, saved["lora"])
+    reloaded = load_adapter(base, saved["lora"])
     ours = {k: v for k, v in adapter_model[0].state_dict().items() if "lora_" in k}
     theirs = reloaded.state_dict()
     assert ours and all(torch.equal(v, theirs[k]) for k, v in ours.items())
@@ -239,13 +250,13 @@ def test_merged_model_reproduces_the_adapter_and_differs_from_base(saved, adapte
 @pytest.mark.slow
 def test_fp32_merge_is_exact_and_a_wrong_merge_is_caught(adapter_model, tmp_path):
     model, tokenizer = adapter_model
-    folder = saving.save_merged(model, tokenizer, tmp_path / "merged32", dtype="float32")
+    folder = save_merged(model, tokenizer, tmp_path / "merged32", dtype="float32")
     check = reload_check.reload_check(model, tokenizer, folder, PROMPTS[:1], max_new_tokens=12, compare_base=False)
     assert check.tie_tolerance == 0.0 and check.exact == [True], str(check)
     # a "merged" folder that is really the base model: the check must fail, naming the cause
     import shutil
 
-    from helpers.loading import embedded_model_path
+    from helpers.model.embedded import embedded_model_path
 
     shutil.copytree(embedded_model_path(), tmp_path / "not_merged")
     tokenizer.save_pretrained(tmp_path / "not_merged")
@@ -257,7 +268,7 @@ def test_fp32_merge_is_exact_and_a_wrong_merge_is_caught(adapter_model, tmp_path
 def test_adapter_for_another_base_model_gets_a_clear_error(saved, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from helpers.loading import load_model
+    from helpers.model.load import load_model
 
     folder = tmp_path / "wrong"
     folder.mkdir()
@@ -267,7 +278,7 @@ def test_adapter_for_another_base_model_gets_a_clear_error(saved, tmp_path):
               str(folder / "adapter_model.safetensors"))
     base, _ = load_model(profile="ci")
     with pytest.raises(AdapterLoadError) as err:
-        saving.load_adapter(base, folder)
+        load_adapter(base, folder)
     assert "does not fit this model" in _one_line_error(err)
 
 
@@ -286,7 +297,7 @@ def test_merge_shares_a_vllm_engine_instead_of_copying_it(adapter_model):
     inner = model.get_base_model()
     inner.vllm_engine = queue.SimpleQueue()  # as uncopyable as the real engine
     try:
-        merged = saving.merge_lora(model)
+        merged = merge_lora(model)
         assert merged.vllm_engine is inner.vllm_engine
         assert not any("lora_" in n for n, _ in merged.named_parameters())
     finally:
@@ -304,15 +315,15 @@ def test_unsloth_export_needs_the_method_on_the_peft_model_itself():
     base.save_pretrained_merged = lambda *a, **k: None  # Unsloth binds it on the model it loads
     peft = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"]))
     assert peft.save_pretrained_merged  # forwarded by PeftModel.__getattr__ ...
-    assert not saving.unsloth_export(peft, "save_pretrained_merged")  # ... but not its own
+    assert not unsloth_export(peft, "save_pretrained_merged")  # ... but not its own
     peft.save_pretrained_merged = lambda *a, **k: None  # what Unsloth's get_peft_model does
-    assert saving.unsloth_export(peft, "save_pretrained_merged")
-    assert saving.unsloth_export(base, "save_pretrained_merged")
+    assert unsloth_export(peft, "save_pretrained_merged")
+    assert unsloth_export(base, "save_pretrained_merged")
 
 
 def test_folder_listing_names_each_file_and_the_total(tmp_path):
-    """Notebook 08 shows what each save wrote with helpers.saving.folder_listing."""
-    from helpers.saving import folder_listing
+    """Notebook 08 shows what each save wrote with helpers.save.adapter.folder_listing."""
+    from helpers.save.adapter import folder_listing
 
     (tmp_path / "b.safetensors").write_bytes(b"\0" * 3 * 2**20)
     (tmp_path / "a.json").write_text("{}")

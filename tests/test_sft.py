@@ -1,4 +1,4 @@
-"""helpers.sft: settings, data, responses-only masking, atomic adapter saving, and a real warm-up on CPU.
+"""helpers.train.sft: settings, data, responses-only masking, atomic adapter saving, and a real warm-up on CPU.
 
 ``warm_sft_run`` trains the embedded model once per test session (a few steps at the ``ci`` profile's
 learning rate) into a run folder; tests/test_grpo.py starts GRPO from the adapter it saves.
@@ -11,8 +11,11 @@ from dataclasses import fields
 
 import pytest
 
-from helpers.runtime import Hardware
-from helpers.sft import SFTSettings, cpu_threads, free_cores, response_markers, save_adapter, sft_dataset
+from helpers.runtime.hardware import Hardware
+from helpers.runtime.threads import cpu_threads, free_cores
+from helpers.save.adapter import save_adapter
+from helpers.train.sft import response_markers, sft_dataset
+from helpers.train.sft_config import SFTSettings
 
 CPU = Hardware(cuda=False, gpu_name=None, cuda_capability=None, vram_gib=None, bf16=False, cpu_threads=2,
                colab=False, notebook=False, unsloth=False, vllm=False)
@@ -31,9 +34,9 @@ def warm_sft_run(tmp_path_factory):
     if "result" not in _WARM:
         import torch
 
-        from helpers.data import synthetic_dataset
-        from helpers.loading import load_model
-        from helpers.sft import train_sft
+        from helpers.data.synthetic import synthetic_dataset
+        from helpers.model.load import load_model
+        from helpers.train.sft import train_sft
 
         torch.manual_seed(0)
         run = tmp_path_factory.getbasetemp() / "sft-warm"
@@ -168,7 +171,7 @@ def test_free_cores_sees_other_processes(monkeypatch):
     import sys
     import time
 
-    from helpers.sft import others_busy_cores
+    from helpers.runtime.threads import others_busy_cores
 
     if others_busy_cores() is None:
         pytest.skip("no /proc/stat here")
@@ -178,7 +181,7 @@ def test_free_cores_sees_other_processes(monkeypatch):
         assert others_busy_cores() >= 0.5  # another process spinning a core is seen
     finally:
         spinner.kill()
-    monkeypatch.setattr("helpers.runtime.others_busy_cores", lambda: None)  # no /proc: the load average
+    monkeypatch.setattr("helpers.runtime.threads.others_busy_cores", lambda: None)  # no /proc: the load average
     monkeypatch.setattr("os.getloadavg", lambda: (1.7, 0.0, 0.0))
     assert free_cores() == max(1, (os.cpu_count() or 1) - 1)
 
@@ -192,7 +195,7 @@ def test_cpu_threads_are_restored(monkeypatch):
     assert torch.get_num_threads() == before
     with cpu_threads(0) as n:  # 0: leave torch alone
         assert n == before
-    monkeypatch.setattr("helpers.runtime.others_busy_cores", lambda: 64.0)  # a busy machine: one thread
+    monkeypatch.setattr("helpers.runtime.threads.others_busy_cores", lambda: 64.0)  # a busy machine: one thread
     assert free_cores() == 1
     with cpu_threads() as n:
         assert n == 1
@@ -237,8 +240,8 @@ def test_loss_is_on_the_completion_only(tmp_path_factory):
 @pytest.mark.slow
 def test_grpo_starts_from_the_saved_adapter(tmp_path_factory):
     """The saved adapter reloads into a fresh model and gives the same greedy completions as after training."""
-    from helpers.generation import generate
-    from helpers.grpo import load_policy
+    from helpers.generate.chat import generate
+    from helpers.train.policy import load_policy
 
     run, result = warm_sft_run(tmp_path_factory)
     model, tokenizer, start = load_policy(run, profile="ci")

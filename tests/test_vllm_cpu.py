@@ -11,7 +11,7 @@ What they check:
   and the log-probabilities vLLM reports for them agree with transformers' (the numerics, measured,
   with the tolerance explained below);
 - the LoRA request changes the outputs (vLLM applied the adapter, it did not fall back to the base);
-- ``helpers.evaluation.evaluate_sets`` with the vLLM engine writes the results table, from exactly
+- ``helpers.evaluate.evaluation.evaluate_sets`` with the vLLM engine writes the results table, from exactly
   those greedy completions;
 - helpers' table of vLLM's accepted ``max_lora_rank`` values is still vLLM's;
 - GRPO with ``use_vllm=True, vllm_mode="colocate"`` (TRL 1.15's in-process vLLM engine, rollouts
@@ -21,7 +21,7 @@ What they check:
 One engine and one vLLM greedy run per model serve the whole session (each vLLM generation takes
 ~10 s on this 2-core machine). transformers is checked teacher-forced: one forward pass over vLLM's
 completion says whether its greedy decoding would write the same tokens, without decoding them one by
-one. The engine's LoRA slots are the adapter's rank (``helpers.evaluation.vllm_engine_kwargs``):
+one. The engine's LoRA slots are the adapter's rank (``helpers.generate.vllm_requests.vllm_engine_kwargs``):
 rank-64 slots made every LoRA request 3.8x slower. vLLM starts its engine core in a spawned process; under
 ``python -m pytest`` the spawned child imports ``pytest.__main__``, whose work is guarded by
 ``if __name__ == "__main__"``, so a session fixture may start it. ``VLLM_CPU_KVCACHE_SPACE`` (GiB of
@@ -66,12 +66,12 @@ TIE_GAP = 1e-2
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, embedded_path):
-    """A LoRA adapter trained for a few SFT steps (helpers.sft.train_sft), saved in a run folder."""
+    """A LoRA adapter trained for a few SFT steps (helpers.train.sft.train_sft), saved in a run folder."""
     import torch
 
-    from helpers.loading import load_model
-    from helpers.runs import RunLayout
-    from helpers.sft import train_sft
+    from helpers.files.runs import RunLayout
+    from helpers.model.load import load_model
+    from helpers.train.sft import train_sft
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     run = tmp_path_factory.mktemp("vllm-run")
@@ -84,7 +84,7 @@ def trained(tmp_path_factory, embedded_path):
 
 @pytest.fixture(scope="session")
 def lora(trained):
-    from helpers.evaluation import vllm_lora_id
+    from helpers.generate.vllm_requests import vllm_lora_id
 
     return ("sft", str(trained.sft_adapter), vllm_lora_id(trained.sft_adapter))
 
@@ -92,8 +92,8 @@ def lora(trained):
 @pytest.fixture(scope="session")
 def hf(trained, tokenizer):
     """The base model with the saved adapter loaded back from disk (what vLLM reads too)."""
-    from helpers.loading import load_model
-    from helpers.saving import load_adapter
+    from helpers.model.adapters import load_adapter
+    from helpers.model.load import load_model
 
     base, _ = load_model(profile="ci")
     return load_adapter(base, trained.sft_adapter, adapter_name="sft")
@@ -103,7 +103,7 @@ def hf(trained, tokenizer):
 def engine(embedded_path):
     from vllm import LLM
 
-    from helpers.evaluation import vllm_engine_kwargs
+    from helpers.generate.vllm_requests import vllm_engine_kwargs
 
     start = time.perf_counter()
     llm = LLM(**vllm_engine_kwargs(embedded_path, lora_rank=LORA_RANK))
@@ -114,8 +114,8 @@ def engine(embedded_path):
 
 @pytest.fixture(scope="session")
 def prompts(tokenizer):
-    from helpers.chat_template import render_prompt
-    from helpers.evaluation import held_out_sets
+    from helpers.data.chat_template import render_prompt
+    from helpers.evaluate.held_out import held_out_sets
 
     ds = held_out_sets(PROBLEMS, gsm8k=False, profile="ci")["synthetic"]
     return ds, [render_prompt(tokenizer, p) for p in ds["prompt"]]
@@ -133,7 +133,7 @@ def _vllm_greedy(engine, tokenizer, texts, lora=None, max_new_tokens=MAX_NEW_TOK
     from vllm import SamplingParams
     from vllm.lora.request import LoRARequest
 
-    from helpers.rollout import _vllm_prompts, vllm_lora_kwargs, vllm_sampling_kwargs
+    from helpers.generate.vllm_requests import _vllm_prompts, vllm_lora_kwargs, vllm_sampling_kwargs
 
     params = SamplingParams(**vllm_sampling_kwargs(max_new_tokens=max_new_tokens), logprobs=0)
     request = LoRARequest(**vllm_lora_kwargs(*lora)) if lora else None
@@ -196,7 +196,7 @@ def test_lora_ranks_are_vllms():
 
     from vllm.config.lora import MaxLoRARanks
 
-    from helpers.evaluation import VLLM_LORA_RANKS
+    from helpers.generate.vllm_requests import VLLM_LORA_RANKS
 
     assert tuple(typing.get_args(MaxLoRARanks)) == VLLM_LORA_RANKS
 
@@ -227,10 +227,10 @@ def test_lora_request_changes_outputs(vllm_greedy):
 def test_evaluate_sets_through_vllm(trained, engine, tokenizer, prompts, vllm_greedy):
     """evaluate_sets on the vLLM engine: base + the run's adapter (a LoRARequest), the results written,
     and its completions are the greedy ones checked against transformers above."""
-    from helpers import evaluation
+    from helpers.evaluate.evaluation import evaluate_sets
 
     ds, _ = prompts
-    tables = evaluation.evaluate_sets({"synthetic": ds}, trained.root, model=engine, tokenizer=tokenizer,
+    tables = evaluate_sets({"synthetic": ds}, trained.root, model=engine, tokenizer=tokenizer,
                                       adapters={"sft": trained.sft_adapter}, max_new_tokens=MAX_NEW_TOKENS,
                                       problems=PROBLEMS, progress=False, profile="ci")
     table = tables["synthetic"]
@@ -281,7 +281,7 @@ def test_grpo_colocate_rollouts(tmp_path):
     result = json.loads(result_file.read_text())
     print(f"\nGRPO colocate: {GRPO_STEPS} steps, child process {seconds:.0f} s: {json.dumps(result)}")
     assert result["used_vllm"] and result["vllm_mode"] == "colocate" and result["engine"] == "vllm.entrypoints.llm.LLM"
-    assert result["weights_kept"], "helpers.cpu_compat.keep_vllm_cpu_weights was not applied"
+    assert result["weights_kept"], "helpers.train.cpu_compat.keep_vllm_cpu_weights was not applied"
     assert result["steps"] == GRPO_STEPS
     assert len(result["rewards"]) == GRPO_STEPS and all(math.isfinite(r) for r in result["rewards"])
     assert any(std and std > 0 for std in result["reward_std"]), "no group had a reward spread: nothing to learn"
@@ -294,7 +294,7 @@ def digit_count_reward(completions, **kwargs) -> list[float]:
     """A toy reward with a spread at any skill level (the number of digits written, /10): the
     untrained model never writes the answer format in 24 tokens, so the suite's rewards are all 0
     there, every advantage is 0 and the LoRA weights could not move."""
-    from helpers.rewards import completion_text
+    from helpers.rewards.completions import completion_text
 
     return [sum(ch.isdigit() for ch in completion_text(c)) / 10 for c in completions]
 
@@ -304,11 +304,11 @@ def _grpo_child(out: str) -> None:
     import torch
     from vllm.model_executor.layers import utils as vllm_layer_utils
 
-    from helpers.data import synthetic_dataset
-    from helpers.grpo import train_grpo
-    from helpers.loading import load_model
-    from helpers.lora import add_lora, lora_state
-    from helpers.rewards import reward_functions
+    from helpers.data.synthetic import synthetic_dataset
+    from helpers.model.load import load_model
+    from helpers.model.lora import add_lora, lora_state
+    from helpers.rewards.reward_set import reward_functions
+    from helpers.train.grpo import train_grpo
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     model, tokenizer = load_model(profile="ci")

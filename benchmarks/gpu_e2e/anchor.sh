@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 14 item 5 / issue 19 item 3: GRPO on the random-weight SmolLM2-1.7B shape, 16 completions x 1,024 tokens,
 # rank-64 LoRA, four sides one after another on one GPU of the same session (benchmarks/grpo_gpu.py):
-#   suite-vllm     the suite's default where vLLM runs: helpers.loading (Unsloth fast_inference=True) + the
-#                  suite's GRPO config, rollouts by helpers.rollout's rule (Unsloth's vLLM engine)
+#   suite-vllm     the suite's default where vLLM runs: helpers.model.load (Unsloth fast_inference=True) + the
+#                  suite's GRPO config, rollouts by helpers.generate.completions's rule (Unsloth's vLLM engine)
 #   suite-sampler  the same without vLLM (GRPO_NO_VLLM=1): the suite's sampler (the T4 path)
 #   trl-vllm       plain TRL + PEFT with TRL's vLLM engine in colocate mode (the multi-GPU path's engine)
 #   trl            plain TRL + PEFT, transformers generate (the reference)

@@ -1,5 +1,5 @@
 # Source on the GPU machine after stage.sh's steps: the carried packages, the embedded model's wheel, GSM8K, and the
-# environment the vLLM engine runs with there (helpers.loading.VLLM_ENV sets the same defaults).
+# environment the vLLM engine runs with there (helpers.model.vllm_engine.VLLM_ENV sets the same defaults).
 export PYTHONPATH=/tmp/gsite:/tmp/jsite:/tmp/site:/tmp/gpu-site:$PWD
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 VLLM_USE_FLASHINFER_SAMPLER=0 \
        VLLM_ENABLE_V1_MULTIPROCESSING=0 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false

@@ -15,7 +15,7 @@ job() {  # job NAME: the work of one job, in this shell
   local name=$1 run=/tmp/runs/$1
   case $name in
     e2e-*)  # the suite's own command, all eight notebooks, gpu profile, Unsloth + vLLM
-      python3 -m helpers.cli run --profile gpu --out "$run" --seed "${name#e2e-}" --from "${FROM:-1}" ;;
+      python3 -m helpers.run.cli run --profile gpu --out "$run" --seed "${name#e2e-}" --from "${FROM:-1}" ;;
     08-*)  # notebook 08 again in an existing gpu run (after a fix)
       nb "/tmp/runs/${name#08-}" 08_save_and_evaluate -p profile gpu ;;
     t4-08)  # the rehearsal's notebook 08 again (after a fix)
@@ -33,7 +33,7 @@ job() {  # job NAME: the work of one job, in this shell
       nb "$run" 06_sft_warmup -p profile gpu -p sft_steps "${name#sft-}" && nb "$run" 07_grpo_training -p profile gpu \
         && nb "$run" 08_save_and_evaluate -p profile gpu ;;
     learn-*)  # notebooks 06-08 of the suite's command (gpu profile): SFT warm-up, 300 GRPO steps, held-out evaluation
-      python3 -m helpers.cli run --profile gpu --out "$run" --seed "${name#learn-}" --from 6 ;;
+      python3 -m helpers.run.cli run --profile gpu --out "$run" --seed "${name#learn-}" --from 6 ;;
     mg-*)  # issue 18: GRPO on N GPUs (mg-1 on GPU ${MG_GPU:-1}, mg-2 on GPUs 0,1; benchmarks/multi_gpu/measure.sh)
       local n=${name#mg-}; bash benchmarks/multi_gpu/measure.sh "$n" "$([ "$n" = 1 ] && echo "${MG_GPU:-1}" || echo 0,1)" ;;
     anchor)  # the 1.7B rows: suite (vLLM), suite (sampler), TRL + vLLM colocate, plain TRL (anchor.sh)

@@ -17,7 +17,7 @@ if command -v nvidia-smi > /dev/null; then
   nvidia-smi -i "$gpus" --query-gpu=index,memory.used --format=csv,noheader,nounits -lms 1000 > "$out/memory.csv" &
   smi=$!
 fi
-args=(-m helpers.grpo --run-dir "$out/run" --profile "${PROFILE:-gpu}" --no-sft --max-steps "$steps" --save-steps 1000
+args=(-m helpers.train.grpo --run-dir "$out/run" --profile "${PROFILE:-gpu}" --no-sft --max-steps "$steps" --save-steps 1000
       --problems 400 --seed 3407 --fresh ${EXTRA:-})
 t0=$(date +%s.%N)
 if [ "$n" = 1 ]; then

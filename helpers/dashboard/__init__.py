@@ -1,0 +1,1 @@
+"""The live training dashboard (a TrainerCallback), its metrics history and its PNG curves."""

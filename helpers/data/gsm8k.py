@@ -1,0 +1,124 @@
+"""GSM8K (hub or local JSONL) in the suite's columns: the gold answer after ``####``, read by the same
+parser as the rewards; rows without a usable answer are dropped and counted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+from helpers.data.answers import normalize_answer
+from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
+from helpers.data.rows import DataUnavailableError, NoUsableRowsError, _dataset, make_row
+from helpers.files.runs import project_root
+from helpers.runtime.hardware import hub_reachable
+
+log = logging.getLogger(__name__)
+
+GSM8K_HUB = ("openai/gsm8k", "main")
+GSM8K_DIR_ENV = "GRPO_GSM8K_DIR"
+_CALCULATOR = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator annotations: 2+1=<<2+1=3>>3
+
+
+# ---------------------------------------------------------------------------------------------
+# GSM8K
+# ---------------------------------------------------------------------------------------------
+
+
+def extract_gsm8k_answer(text) -> str | None:
+    """The gold answer of a GSM8K solution: the text after the last ``####``, normalised; else ``None``
+    (also when it cannot be read exactly: the row is then dropped and counted, never kept as ``0``).
+
+    >>> extract_gsm8k_answer("He pays 2*3=<<2*3=6>>6 dollars.\\n#### 6"), extract_gsm8k_answer("#### 1,600")
+    ('6', '1600')
+    >>> extract_gsm8k_answer("no marker"), extract_gsm8k_answer("#### 0x7"), extract_gsm8k_answer("#### 2e3")
+    (None, None, '2000')
+    """
+    if not isinstance(text, str) or "####" not in text:
+        return None
+    return normalize_answer(text.rsplit("####", 1)[1])
+
+
+def _gsm8k_reasoning(solution: str) -> str:
+    steps = _CALCULATOR.sub("", solution.rsplit("####", 1)[0])
+    return "\n".join(line.strip() for line in steps.splitlines() if line.strip())
+
+
+def gsm8k_rows(records, fmt: ReasoningFormat = DEFAULT_FORMAT, system: str | None = None) -> tuple[list[dict], int]:
+    """GSM8K records (``{"question", "answer"}``) as rows; returns ``(rows, dropped)``, where dropped
+    counts records that are not a mapping, lack a question, or have no readable answer after ``####``."""
+    rows, dropped = [], 0
+    for record in records:
+        try:
+            question, solution = record["question"], record["answer"]
+            gold = extract_gsm8k_answer(solution)
+            if not isinstance(question, str) or not question.strip() or gold is None:
+                raise ValueError("unusable")
+            rows.append(make_row(question, _gsm8k_reasoning(solution), gold, fmt=fmt, system=system,
+                                 difficulty=max(1, solution.count("<<")), source="gsm8k"))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            dropped += 1
+    return rows, dropped
+
+
+def _read_jsonl(path: Path):
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                yield None  # counted as dropped by gsm8k_rows
+
+
+def default_gsm8k_dir() -> Path | None:
+    """A local GSM8K folder (``train.jsonl``, ``test.jsonl``): ``$GRPO_GSM8K_DIR``, else the project's
+    ``../shared/data/gsm8k`` beside the checkout, if it exists."""
+    candidates = [os.environ.get(GSM8K_DIR_ENV)]
+    root = project_root() or project_root(Path(__file__).parent)
+    if root is not None:
+        candidates.append(root.parent / "shared" / "data" / "gsm8k")
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None, *,
+               fmt: ReasoningFormat = DEFAULT_FORMAT, system: str | None = None, limit: int | None = None):
+    """GSM8K ``split`` as a ``datasets.Dataset`` in the suite's columns.
+
+    ``path=None`` downloads ``openai/gsm8k`` (config ``main``) from the hub; otherwise ``path`` is a
+    JSONL file in GSM8K's format or a folder holding ``<split>.jsonl``. Rows without a usable
+    answer (or unreadable lines) are dropped and counted; a gold answer that cannot be read exactly
+    (``#### 0x7``, an exponent past 4,000 digits) is such a row. No usable row at all raises
+    :class:`NoUsableRowsError`. ``limit`` keeps the first rows only.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"GSM8K has splits 'train' and 'test', not {split!r}; fix: pass split='train' or 'test'.")
+    if path is None:
+        if not hub_reachable():
+            raise DataUnavailableError("GSM8K cannot be downloaded: the Hugging Face hub is not reachable; "
+                                       "fix: pass path= a local GSM8K folder or JSONL, or use synthetic_dataset().")
+        from datasets import load_dataset
+
+        records, where = load_dataset(*GSM8K_HUB, split=split), f"hub {GSM8K_HUB[0]}"
+    else:
+        file = Path(path) / f"{split}.jsonl" if Path(path).is_dir() else Path(path)
+        if not file.is_file():
+            raise DataUnavailableError(f"no GSM8K file at {file}; fix: pass a folder with {split}.jsonl or a .jsonl file.")
+        records, where = _read_jsonl(file), str(file)
+    rows, dropped = gsm8k_rows(records, fmt, system)
+    if not rows:
+        raise NoUsableRowsError(
+            f"GSM8K {split} from {where} has no usable row ({dropped} dropped: each line needs a 'question' and an "
+            "'answer' ending in '#### <number>'); fix: check that file, or pass another path (None: the hub, else "
+            "synthetic problems).")
+    if limit is not None:
+        rows = rows[:limit]
+    if dropped:
+        log.warning("GSM8K %s: dropped %d rows without a usable answer", split, dropped)
+    return _dataset(rows, f"GSM8K {split} from {where}: {len(rows)} rows, {dropped} dropped (no usable answer)")

@@ -1,0 +1,144 @@
+"""Files that must read back, weights that must not be pickles, and disks that fill up: one-line errors.
+
+- **Read back** (:func:`file_problem`): a ``.json`` file must parse, a ``.safetensors`` file must open
+  (its header must cover the whole file: a truncated one does not), a ``torch.save`` file (``.pt``,
+  ``.pth``, ``.bin``) must be a whole zip archive (its central directory sits at the end, so a cut-off
+  file has none). Each check reads a header, never the tensors: milliseconds for a checkpoint.
+- **Manifests** (:func:`write_manifest`, :func:`manifest_problems`): the size and SHA-256 of every file
+  of a folder, written when the folder is built; on use the sizes are compared and the headers and small
+  configs read back (milliseconds), the hashes only when asked (``full=True``: 0.6 s for the embedded
+  model's 538 MB).
+- **Pickles** (:func:`check_weights_folder`): a model folder must hold ``*.safetensors`` weights; a
+  folder with only pickles (``pytorch_model.bin``, ``*.pt``, ``*.ckpt``) is refused unless the caller
+  opts in, since unpickling can run code.
+- **Full or read-only disks** (:func:`on_full_disk`): the ``OSError`` (``ENOSPC``, ``EDQUOT``,
+  ``EROFS``, ``EACCES``) and ``RuntimeError`` (torch's ``enforce fail at inline_container.cc ... file
+  write failed``, safetensors' ``StorageFull``) that a save raises on a full or read-only disk become a
+  :class:`DiskFullError` / :class:`ReadOnlyError` naming the folder, the space free and the space needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+
+MANIFEST = ".grpo-notebooks-manifest.json"
+_PARSE_LIMIT = 256 * 2**10  # with sizes matching, larger JSON files (tokenizer.json, 3.5 MB: 70 ms) are not re-parsed
+PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle")
+
+
+class PickleWeightsError(ValueError):
+    """A model folder holds only pickled weights and the caller did not opt in to loading them."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files back
+# ---------------------------------------------------------------------------------------------
+
+
+def file_problem(path: str | os.PathLike) -> str | None:
+    """``None`` if ``path`` reads back as its kind of file (see the module docstring), else what is wrong."""
+    path = Path(path)
+    try:
+        if not path.is_file():
+            return "missing"
+        if path.stat().st_size == 0:
+            return "empty (0 bytes)"
+        if path.suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt"):
+                pass
+        elif path.suffix in (".pt", ".pth", ".bin"):
+            with zipfile.ZipFile(path) as zf:  # torch.save's format; reading the central directory finds a cut
+                if not zf.namelist():
+                    return "an empty archive"
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        return f"unreadable ({type(exc).__name__}: {_first_line(exc)})"
+    except zipfile.BadZipFile as exc:
+        return f"truncated or not a torch file ({_first_line(exc)})"
+    except OSError as exc:
+        return f"unreadable ({_first_line(exc)})"
+    except Exception as exc:  # safetensors' SafetensorError is not an OSError
+        return f"truncated or corrupt ({_first_line(exc)})"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: str | os.PathLike, **info) -> Path:
+    """Record the size and SHA-256 of every file in ``folder`` (not recursing) in ``folder/MANIFEST``,
+    with ``info``; written to a temporary file and renamed, so a manifest is whole or absent."""
+    folder = Path(folder)
+    files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST and not p.name.startswith(".tmp")}
+    target = folder / MANIFEST
+    tmp = folder / f".tmp-{os.getpid()}-{MANIFEST}"
+    tmp.write_text(json.dumps({"format": 1, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), **info, "files": files},
+                              indent=1))
+    os.replace(tmp, target)
+    return target
+
+
+def manifest_problems(folder: str | os.PathLike, *, full: bool = False) -> list[str] | None:
+    """What is wrong with ``folder`` against its manifest: ``[]`` when every file has its recorded size
+    (and, with ``full``, its SHA-256) and reads back; ``None`` when there is no readable manifest."""
+    folder = Path(folder)
+    try:
+        recorded = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    problems = []
+    for name, entry in recorded.items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name}: missing")
+            continue
+        size = path.stat().st_size
+        if size != entry.get("size"):
+            problems.append(f"{name}: {size:,} bytes, {entry.get('size'):,} expected")
+        elif full and _sha256(path) != entry.get("sha256"):
+            problems.append(f"{name}: SHA-256 differs from the one recorded when it was built")
+        elif (full or path.suffix != ".json" or size < _PARSE_LIMIT) and (issue := file_problem(path)) is not None:
+            problems.append(f"{name}: {issue}")  # sizes match: headers and small configs are read back too
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Pickles
+# ---------------------------------------------------------------------------------------------
+
+
+def check_weights_folder(folder: str | os.PathLike, *, allow_pickle: bool = False) -> None:
+    """Refuse a local model folder that has no ``*.safetensors`` weights: with pickles only (unless
+    ``allow_pickle``), or with no weights at all. One line: the cause and the fix."""
+    folder = Path(folder)
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted({p.name for pattern in PICKLE_PATTERNS for p in folder.glob(pattern) if p.is_file()})
+    if pickles and allow_pickle:
+        return
+    if pickles:
+        raise PickleWeightsError(
+            f"{folder} holds its weights only as pickles ({', '.join(pickles[:3])}), which can run code when loaded, "
+            "so they are not loaded by default; fix: convert them to safetensors where you trust the source "
+            "(model.save_pretrained(folder, safe_serialization=True)), or pass allow_pickle=True if you trust it.")
+    raise PickleWeightsError(f"{folder} has a config.json but no weights (no *.safetensors file); fix: copy the "
+                             "model's *.safetensors files into it, or pass the folder that holds them.")

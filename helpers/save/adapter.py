@@ -1,0 +1,73 @@
+"""Saving a LoRA adapter (with the tokenizer and its chat template) atomically: :func:`save_lora` for an
+export, :func:`save_adapter` for the adapter a training stage hands on, with what it was trained on."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from helpers.files.atomic import atomic_folder
+from helpers.model.adapters import check_adapter_dir
+
+
+def model_bytes(model, *, trainable_only: bool = False, bytes_per_param: int | None = None) -> int:
+    """Bytes the parameters of ``model`` take on disk (all, or the trainable ones: a LoRA adapter), in
+    their own dtype unless ``bytes_per_param`` is given; 0 if it cannot tell."""
+    try:
+        params = [p for p in model.parameters() if p.requires_grad or not trainable_only]
+        return sum(p.numel() * (bytes_per_param or p.element_size()) for p in params)
+    except Exception:
+        return 0
+
+
+def _peft_active_adapter(model) -> str:
+    active = getattr(model, "active_adapter", "default")
+    return active[0] if isinstance(active, list | tuple) else active
+
+
+def folder_listing(folder: str | os.PathLike) -> str:
+    """What a save wrote: ``folder`` with its total size, then each file with its size (MB), by name."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    lines = [f"{folder}  ({sum(p.stat().st_size for p in files) / 2**20:.1f} MB)"]
+    lines += [f"  {p.name:<28} {p.stat().st_size / 2**20:8.2f} MB" for p in files]
+    return "\n".join(lines)
+
+
+def save_lora(model, tokenizer, out_dir: str | os.PathLike) -> Path:
+    """Save the active LoRA adapter of ``model`` (a ``PeftModel``) and ``tokenizer`` to ``out_dir``
+    as ``adapter_config.json`` + ``adapter_model.safetensors`` + tokenizer files; returns the folder."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        raise TypeError(f"save_lora needs a PeftModel (a model with a LoRA adapter), got {type(model).__name__}; "
+                        "fix: pass the model returned by helpers.model.lora.add_lora or helpers.model.adapters.load_adapter.")
+    out_dir = Path(out_dir)
+    name = _peft_active_adapter(model)
+    with atomic_folder(out_dir, needed=model_bytes(model, trainable_only=True) + 2**22) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True, selected_adapters=[name])
+        if name != "default":  # PEFT writes a non-default adapter into a subfolder named after it
+            for item in (tmp / name).iterdir():
+                os.replace(item, tmp / item.name)
+            (tmp / name).rmdir()
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+    check_adapter_dir(out_dir)
+    return out_dir
+
+
+def save_adapter(model, tokenizer, dest: str | os.PathLike, *, info: dict | None = None) -> Path:
+    """Save ``model``'s LoRA adapter (safetensors), the tokenizer and ``info`` (``training.json``) to
+    ``dest`` atomically (:func:`atomic_folder`): an older ``dest`` is replaced only once the
+    new one is complete."""
+    dest = Path(dest)
+    with atomic_folder(dest, needed=model_bytes(model, trainable_only=True) + 2**22) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if info is not None:
+            (staging / "training.json").write_text(json.dumps(info, indent=2, default=str))
+        if not (staging / "adapter_model.safetensors").exists():
+            raise RuntimeError(f"saving wrote no adapter_model.safetensors to {staging}; fix: pass a PEFT (LoRA) model.")
+    return dest

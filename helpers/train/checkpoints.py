@@ -1,0 +1,135 @@
+"""Training checkpoints: which ``checkpoint-N`` folders are complete, the newest one, and setting damaged ones aside.
+
+transformers writes ``checkpoint-N`` in place (adapter, optimizer, scheduler, RNG state) and
+``trainer_state.json`` last. A kill while saving leaves a folder without it; a kill or a full disk
+while writing can also leave a half-written ``trainer_state.json`` or truncated weights. A checkpoint
+therefore counts as complete only if its files read back (:func:`checkpoint_problem`), and
+:func:`newest_checkpoint` falls back to the next older one. Damaged folders are never deleted:
+:func:`set_aside_damaged` renames them to ``damaged-checkpoint-N`` (kept for the user, invisible to
+transformers' checkpoint rotation, which globs ``checkpoint-*``). ``helpers.train.grpo`` re-exports these.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from helpers.files.atomic import unused_path
+from helpers.files.integrity import file_problem
+
+
+def _step(path: Path) -> int:
+    try:
+        return int(path.name.split("-")[-1])
+    except ValueError:
+        return -1
+
+
+_CHECKPOINT_WEIGHTS = ("adapter_model.safetensors", "model.safetensors")
+
+
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """``None`` if the checkpoint folder ``path`` reads back, else what is wrong with it: its
+    ``trainer_state.json`` (written last) must parse as JSON with a ``global_step``, its weights must open
+    as safetensors (a truncated file does not; a pickle-only ``adapter_model.bin`` does not count), and its
+    optimizer, scheduler and RNG files, where present, must be whole ``torch.save`` archives."""
+    path = Path(path)
+    state = path / "trainer_state.json"
+    if (issue := file_problem(state)) is not None:
+        return f"trainer_state.json {issue}"
+    try:
+        if not isinstance(json.loads(state.read_text(encoding="utf-8")).get("global_step"), int):
+            return "trainer_state.json has no global_step"
+    except (OSError, ValueError, AttributeError):
+        return "trainer_state.json unreadable"
+    weights = [path / name for name in _CHECKPOINT_WEIGHTS if (path / name).is_file()]
+    if not weights:
+        return "no adapter_model.safetensors"
+    for file in weights + sorted(p for p in path.iterdir() if p.suffix in (".pt", ".pth")):
+        if (issue := file_problem(file)) is not None:
+            return f"{file.name} {issue}"
+    return None
+
+
+def _complete(path: Path) -> bool:
+    return checkpoint_problem(path) is None
+
+
+def complete_checkpoints(folder: str | os.PathLike) -> list[Path]:
+    """The complete ``checkpoint-N`` folders in ``folder``, oldest first: those whose files read back
+    (:func:`checkpoint_problem`; a half-written ``trainer_state.json`` or truncated weights do not)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob("checkpoint-*") if p.is_dir() and _step(p) >= 0 and _complete(p)]
+    return sorted(found, key=_step)
+
+
+def newest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint in ``folder``, or ``None`` (transformers' ``get_last_checkpoint``,
+    but a folder a kill left half-written, or whose files do not read back, does not count: the next
+    older one is used). Nothing is changed on disk."""
+    found = complete_checkpoints(folder)
+    return found[-1] if found else None
+
+
+DAMAGED_PREFIX = "damaged-"
+
+
+def set_aside_damaged(folder: str | os.PathLike) -> list[Path]:
+    """Move every ``checkpoint-N`` that does not read back aside, to ``damaged-checkpoint-N`` in the same
+    folder (numbered if taken): nothing a user might want is deleted, and neither this module nor
+    transformers' checkpoint rotation (``checkpoint-*``) sees it again. Returns the new paths."""
+    folder, moved = Path(folder), []
+    for p in sorted(folder.glob("checkpoint-*")) if folder.is_dir() else ():
+        if p.is_dir() and not _complete(p):
+            target = unused_path(folder / f"{DAMAGED_PREFIX}{p.name}")
+            os.replace(p, target)
+            moved.append(target)
+    return moved
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: complete_checkpoints / newest_checkpoint live in helpers.train.checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+class CheckpointsExistError(RuntimeError):
+    """Training would start over in a folder that holds an earlier run's checkpoints (message: cause and fix)."""
+
+
+def check_checkpoints(folder: str | os.PathLike, resume: bool | None) -> None:
+    """Refuse (:class:`CheckpointsExistError`) when ``folder`` holds ``checkpoint-*`` folders and ``resume`` is
+    ``None``: the caller must say whether to continue (``True``) or start over (``False``)."""
+    folder = Path(folder)
+    if resume is not None or not folder.is_dir() or not any(p.is_dir() for p in folder.glob("checkpoint-*")):
+        return
+    newest = newest_checkpoint(folder)
+    raise CheckpointsExistError(
+        f"{folder} holds checkpoints of an earlier run (newest complete: {newest.name if newest else 'none'}); "
+        "fix: resume=True (grpo-notebooks run --resume) to continue from it, or resume=False "
+        "(grpo-notebooks run --fresh) to start over (the old checkpoints are moved aside, not deleted).")
+
+
+def _set_aside(stage: Path) -> Path | None:
+    """Move an earlier run's checkpoints, adapter and metrics in ``stage`` to ``stage/previous-<time>/``."""
+    old = [stage / name for name in ("checkpoints", "adapter", "metrics.jsonl") if (stage / name).exists()]
+    if not old:
+        return None
+    aside = unused_path(stage / f"previous-{time.strftime('%Y%m%d-%H%M%S')}")  # two fresh starts in one second
+    aside.mkdir(parents=True)
+    for path in old:
+        os.replace(path, aside / path.name)
+    return aside
+
+
+def _checkpoint_bytes(model) -> int:
+    """About the size of one checkpoint: the trainable weights, twice that for Adam's moments (fp32),
+    and room for the tokenizer files and states saved beside them."""
+    try:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    except Exception:
+        return 0
+    return trainable * 4 * 3 + 16 * 2**20

@@ -1,0 +1,73 @@
+"""The policy GRPO trains: the base model with a LoRA adapter, started from the SFT warm-up's adapter
+(``<run>/sft/adapter``) when there is one, else fresh; a damaged or mismatched adapter is one line
+(:class:`helpers.model.adapters.AdapterLoadError`), never a silent fresh start. ``helpers.train.grpo`` re-exports
+:func:`load_policy`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from helpers.files.runs import RunLayout
+from helpers.model.adapters import AdapterLoadError, check_adapter_dir
+from helpers.model.load import load_model
+from helpers.model.lora import add_lora
+from helpers.runtime.hardware import detect
+from helpers.runtime.profiles import pick_profile, settings
+
+
+def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None = None, model_name: str | None = None,
+                from_sft: bool = True, lora_rank: int | None = None, model=None, tokenizer=None):
+    """``(model, tokenizer, start)``: the model GRPO trains, with its LoRA adapter.
+
+    The adapter starts from the SFT warm-up (``<run>/sft/adapter``) when ``from_sft`` and that folder
+    exists, else fresh (LoRA's B is zero, so the model starts identical to the base model). ``start``
+    says which. An SFT adapter folder that exists is checked before anything is loaded
+    (``helpers.model.adapters.check_adapter_dir``: config, safetensors weights that read back, no pickle-only
+    ``adapter_model.bin``) and must fit the model; a damaged one raises
+    :class:`helpers.model.adapters.AdapterLoadError` (one line), never a silent fresh start. A
+    ``model``/``tokenizer`` already loaded (without LoRA) can be passed in.
+    """
+    profile = profile or pick_profile()
+    adapter = RunLayout(run_dir).sft_adapter
+    config = None
+    if from_sft and (adapter.exists() or adapter.is_symlink()):
+        try:
+            config = check_adapter_dir(adapter)
+            rank, alpha = int(config["r"]), int(config["lora_alpha"])
+        except AdapterLoadError as exc:
+            raise AdapterLoadError(f"{exc} (Or start GRPO from a fresh LoRA: from_sft=False.)") from None
+        except (KeyError, TypeError, ValueError):
+            raise AdapterLoadError(f"{adapter / 'adapter_config.json'} is not a LoRA config (no usable 'r' and "
+                                   "'lora_alpha'); fix: run the SFT warm-up (notebook 06) again, or pass "
+                                   "from_sft=False.") from None
+    if model is None:
+        model, tokenizer = load_model(model_name, profile=profile)
+    gc = detect().cuda
+    if config is not None:
+        model, _ = add_lora(model, rank, alpha=alpha, gradient_checkpointing=gc)
+        _load_adapter_weights(model, adapter)
+        return model, tokenizer, f"SFT adapter {adapter}"
+    model, _ = add_lora(model, lora_rank or settings(profile).lora_rank, gradient_checkpointing=gc)
+    return model, tokenizer, "base model + fresh LoRA"
+
+
+def _load_adapter_weights(model, adapter: Path) -> None:
+    """Load a saved LoRA adapter's weights into ``model``'s (same-shaped) adapter; refuse a mismatch
+    with :class:`helpers.model.adapters.AdapterLoadError` (one line)."""
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    try:
+        weights = load_peft_weights(str(adapter), device="cpu")
+        result = set_peft_model_state_dict(model, weights)
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise AdapterLoadError(f"the adapter at {adapter} does not fit this model ({first}); fix: start from the "
+                               "same base model the SFT stage used, or pass from_sft=False.") from None
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    if unexpected:
+        raise AdapterLoadError(f"the adapter at {adapter} does not fit this model ({len(unexpected)} unknown weights, "
+                               f"e.g. {unexpected[0]}); fix: start from the same base model the SFT stage used.")
+    loaded = sum(1 for k in model.state_dict() if "lora_" in k)
+    if loaded == 0:
+        raise AdapterLoadError(f"no LoRA weights were loaded from {adapter}; fix: check the adapter folder.")
