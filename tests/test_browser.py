@@ -342,7 +342,7 @@ def test_07_live_dashboard_renders_and_updates_in_jupyterlab(lab, browser, tmp_p
     def poll(info):
         if not info:
             return
-        train = cell_of(info, "train_grpo(")
+        train = cell_of(info, "trainer.train(")
         dash = page.evaluate(DASHBOARD_JS)
         if not dash or dash["hash"] is None:
             return

@@ -175,7 +175,7 @@ def test_find_adapters(tmp_path):
 
 
 def test_held_out_sets_offline(gsm8k_dir):
-    sets = held_out_sets(3, gsm8k_path=gsm8k_dir, profile="ci")  # cpu skips GSM8K: GSM8K_SLICE
+    sets = held_out_sets(3, gsm8k_path=gsm8k_dir, profile="ci")  # cpu skips GSM8K: eval_gsm8k_problems=0
     assert list(sets) == ["synthetic", "paraphrased", "gsm8k"] and [len(s) for s in sets.values()] == [3, 1, 3]
     assert sets["gsm8k"][0]["answer"] == "18"  # Janet's ducks
     assert Fraction(sets["synthetic"][0]["answer"]) >= 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -115,32 +114,27 @@ def test_drop_refuses_split_generation_batches():
         trainer._generate_and_score_completions([{}] * 4)
 
 
-def _half_constant(completions, answer, **kwargs):
-    """Reward with no spread for prompts whose answer is even (always 1), a length-based spread otherwise."""
+HALF_CONSTANT = """
+def half_constant(completions, answer, **kwargs):
+    \"\"\"No spread for prompts whose answer is even (always 1), a length-based spread otherwise.\"\"\"
     return [1.0 if int(a) % 2 == 0 else len(str(c)) / 100 for c, a in zip(completions, answer, strict=True)]
 
 
+reward_funcs = [half_constant]
+reward_weights = [1.0]
+"""
+
+
 @pytest.mark.slow
-def test_resample_in_a_real_grpo_run(fresh_model, tmp_path):
-    """Two steps of real TRL GRPO with the filter on: zero-spread groups are seen, replaced and logged."""
-    from datasets import Dataset
+def test_resample_in_a_real_grpo_run(tmp_path):
+    """Two steps of real TRL GRPO (notebook 07's cells) with the filter on: zero-spread groups are seen, replaced
+    and logged."""
+    from stages import run_stage
 
-    from helpers.data.synthetic import synthetic_dataset
-    from helpers.model.lora import add_lora
-    from helpers.train.grpo import train_grpo
-
-    model, tokenizer = fresh_model
-    model, _ = add_lora(model, 8)
-    rows = [r for r in synthetic_dataset(40, difficulty=1, seed=5)]
-    even = [r for r in rows if int(r["answer"]) % 2 == 0][:6]
-    odd = [r for r in rows if int(r["answer"]) % 2 == 1][:6]
-    dataset = Dataset.from_list(even + odd)
-    result = train_grpo(model, tokenizer, dataset, [_half_constant], run_dir=tmp_path, profile="ci", max_steps=2,
-                        num_generations=2, per_device_train_batch_size=4, max_completion_length=8, save_steps=10,
-                        seed=1, group_filter=GroupFilter(mode="resample", max_rounds=2),
-                        dashboard={"notebook": False, "plot_every": 0})
-    rows = [json.loads(line) for line in result.metrics.read_text().splitlines()]
-    logged = [r for r in rows if "group_filter/zero_spread" in r]
+    (tmp_path / "rewards.py").write_text(HALF_CONSTANT)  # notebook 05's hand-off, with this reward
+    ns = run_stage(7, tmp_path, from_sft=False, grpo_steps=2, num_generations=2, max_completion_length=8,
+                   grpo_train_problems=12, train_levels=1, group_filter="resample", seed=1)
+    logged = [r for r in ns["history"] if "group_filter/zero_spread" in r]
     assert len(logged) == 2
     assert sum(r["group_filter/zero_spread"] for r in logged) > 0
     assert sum(r["group_filter/replaced"] for r in logged) > 0

@@ -1,6 +1,6 @@
-"""helpers.train.grpo: settings per profile and their refusals, reward and dataset guards, checkpoints, and
-real GRPO on CPU with the embedded model: training changes what it must, and a run killed with
-SIGKILL resumes with no gap and no duplicate in its history."""
+"""GRPO: reward and dataset guards, checkpoints, and real GRPO on CPU with the embedded model through notebook
+07's own cells: training changes what it must, a failing reward names itself, and a run killed with SIGKILL
+resumes with no gap and no duplicate in its history."""
 
 from __future__ import annotations
 
@@ -11,116 +11,16 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
+from stages import run_stage
 
 from helpers.rewards.guard import GuardedReward, RewardFunctionError, guard_rewards
-from helpers.runtime.hardware import Hardware
 from helpers.train.checkpoints import complete_checkpoints, newest_checkpoint
-from helpers.train.grpo_config import GRPOSettings
 from helpers.train.grpo_inputs import check_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-CPU = Hardware(cuda=False, gpu_name=None, cuda_capability=None, vram_gib=None, bf16=False, cpu_threads=2,
-               colab=False, notebook=False, unsloth=False, vllm=False)
-T4 = Hardware(cuda=True, gpu_name="Tesla T4", cuda_capability=(7, 5), vram_gib=15.0, bf16=False, cpu_threads=2,
-              colab=True, notebook=True, unsloth=True, vllm=True)
-H100 = Hardware(cuda=True, gpu_name="H100", cuda_capability=(9, 0), vram_gib=80.0, bf16=True, cpu_threads=16,
-                colab=False, notebook=False, unsloth=True, vllm=False)
-
-
-def grpo_config_fields() -> set[str]:
-    from trl import GRPOConfig
-
-    return {f.name for f in fields(GRPOConfig)}
-
-
-# ---------------------------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("profile", ["colab-t4", "gpu", "cpu", "ci"])
-def test_every_option_exists_in_trl_grpo_config(profile):
-    kwargs = GRPOSettings.for_profile(profile).trl_kwargs("/tmp/x", CPU)
-    assert set(kwargs) <= grpo_config_fields()
-    assert "max_prompt_length" not in grpo_config_fields()  # gone in TRL >= 1.0: prompts are filtered instead
-    assert kwargs["logging_steps"] == 1 and kwargs["report_to"] == "none" and kwargs["max_grad_norm"] == 0.1
-    assert kwargs["use_cpu"] and not kwargs["fp16"] and not kwargs["bf16"] and kwargs["dataloader_num_workers"] == 0
-    assert kwargs["remove_unused_columns"] is False  # the answer column must reach the rewards
-    assert kwargs["per_device_train_batch_size"] % kwargs["num_generations"] == 0
-
-
-def test_gpu_profiles_follow_unsloths_recipe():
-    t4 = GRPOSettings.for_profile("colab-t4").trl_kwargs("/tmp/x", T4, use_vllm=True)
-    assert t4["fp16"] and not t4["bf16"] and "use_cpu" not in t4
-    assert t4["learning_rate"] == 5e-6 and t4["max_grad_norm"] == 0.1 and t4["beta"] == 0.0
-    assert 8 <= t4["num_generations"] <= 16 and t4["use_vllm"] and t4["vllm_mode"] == "colocate"
-    assert t4["gradient_checkpointing"] is True
-    gpu = GRPOSettings.for_profile("gpu").trl_kwargs("/tmp/x", H100)
-    assert gpu["bf16"] and not gpu["fp16"] and 8 <= gpu["num_generations"] <= 16
-    assert gpu["max_completion_length"] >= t4["max_completion_length"] and "use_vllm" not in gpu
-    assert gpu["per_device_train_batch_size"] == 2 * gpu["num_generations"]  # two prompts per step
-    assert GRPOSettings.for_profile("cpu").learning_rate > 5e-6  # few steps on a small model
-
-
-def test_real_grpo_config_builds_on_cpu(tmp_path):
-    s = GRPOSettings.for_profile("ci")
-    config = s.to_trl(tmp_path)
-    assert config.num_generations == s.num_generations and config.use_cpu and not config.bf16
-    assert config.generation_batch_size % config.num_generations == 0
-    assert config.scale_rewards == "group" and config.loss_type == "dapo" and config.save_steps == s.save_steps
-
-
-def test_batch_not_holding_whole_groups_is_refused_with_the_fix():
-    with pytest.raises(ValueError) as err:
-        GRPOSettings.for_profile("gpu", per_device_train_batch_size=12)
-    msg = str(err.value)
-    assert "12 is not a multiple of num_generations=16" in msg and "fix: set per_device_train_batch_size=16" in msg
-
-
-@pytest.mark.parametrize(("override", "message"), [
-    ({"num_generations": 1}, "at least 2 completions.*fix: num_generations=8-16"),
-    ({"temperature": 0.0}, "temperature=0.0: GRPO must sample.*fix"),
-    ({"loss_type": "ppo"}, "loss_type='ppo' is not supported.*fix: use one of dapo, grpo, dr_grpo"),
-    ({"scale_rewards": "std"}, "scale_rewards='std'; fix: use one of group, batch, none"),
-    ({"max_completion_length": 256}, "leaves no room for the prompt in max_seq_length=256; fix"),
-    ({"beta": -0.1}, "beta=-0.1 must be >= 0; fix"),
-    ({"learning_rate": 0.1}, "learning_rate=0.1 is outside.*fix: 5e-6"),
-    ({"max_grad_norm": 0}, "max_grad_norm=0 must be > 0; fix"),
-    ({"fp16": True, "bf16": True}, "both set; fix"),
-    ({"reward_weights": [0, 0]}, "every reward weight is 0.*fix"),
-    ({"reward_weights": [1, float("nan")]}, "finite numbers.*fix"),
-    ({"save_steps": 0}, "save_steps=0 must be a positive integer; fix"),
-])
-def test_invalid_settings_are_refused_with_the_fix(override, message):
-    with pytest.raises(ValueError, match=message):
-        GRPOSettings.for_profile("ci", **override)
-
-
-def test_machine_dependent_refusals():
-    with pytest.raises(ValueError, match="no bf16.*fix: pass fp16=True"):
-        GRPOSettings.for_profile("colab-t4", bf16=True).trl_kwargs("/tmp/x", T4)
-    with pytest.raises(ValueError, match="on a CPU; fix"):
-        GRPOSettings.for_profile("cpu", fp16=True).trl_kwargs("/tmp/x", CPU)
-    with pytest.raises(ValueError, match="vLLM is not installed.*fix: use_vllm=False"):
-        GRPOSettings.for_profile("gpu", use_vllm=True).trl_kwargs("/tmp/x", H100)
-
-
-def test_overrides_and_explanations():
-    s = GRPOSettings.for_profile("cpu", num_generations=4)
-    assert s.per_device_train_batch_size % 4 == 0  # the batch follows the group size when not given
-    assert GRPOSettings.for_profile("ci", scale_rewards=False).scale_rewards == "none"
-    with pytest.raises(TypeError, match="unknown GRPO setting.*max_prompt_length.*fix"):
-        GRPOSettings.for_profile("ci", max_prompt_length=128)
-    text = GRPOSettings.explain()
-    for name in ("beta", "loss_type", "scale_rewards", "num_generations", "max_grad_norm", "temperature"):
-        assert f"\n{name}: " in "\n" + text
-    assert "no value model" not in text  # the module docstring explains GRPO; fields explain themselves
-    with pytest.warns(UserWarning, match="dr_grpo.*scale_rewards='none'"):
-        GRPOSettings.for_profile("ci", loss_type="dr_grpo")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,50 +136,59 @@ def metric_steps(path: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_grpo_training_changes_what_it_must(tmp_path_factory):
-    """From the SFT warm-up: rewards finite, some group with reward spread, LoRA weights moved,
-    checkpoint, metrics and adapter written. (Never the loss: with beta=0 it is the token-averaged advantage, ~0.)"""
+    """Notebook 07 from the SFT warm-up (notebook 06): rewards finite, some group with reward spread, LoRA weights
+    moved, checkpoint, metrics and adapter written. (Never the loss: with beta=0 it is the token-averaged
+    advantage, ~0.)"""
+    import shutil
+
     from test_sft import warm_sft_run
 
-    from helpers.data.synthetic import synthetic_dataset
     from helpers.model.lora import lora_delta, lora_state
-    from helpers.train.grpo import train_grpo
-    from helpers.train.policy import load_policy
 
     sft_run, _ = warm_sft_run(tmp_path_factory)
     run = tmp_path_factory.mktemp("grpo-train")
-    model, tokenizer, start = load_policy(sft_run, profile="ci")
-    assert start.startswith("SFT adapter")
-    before = lora_state(model)
-    result = train_grpo(model, tokenizer, synthetic_dataset(16, difficulty=1, seed=5), run_dir=run, profile="ci",
-                        max_steps=2, save_steps=2, num_generations=4, max_completion_length=40,
-                        dashboard={"notebook": False, "plot_every": 0})
-    assert result.steps == 2 and result.resumed_from is None
-    history = result.history
+    shutil.copytree(sft_run / "sft", run / "sft")
+    ns = run_stage(7, run, grpo_steps=2, num_generations=4, max_completion_length=40, train_levels=1,
+                   grpo_train_problems=16)
+    assert ns["start"].startswith("SFT adapter") and ns["trainer"].state.global_step == 2
+    assert ns["resume_from"] is None
+    history = ns["history"]
     assert [row["step"] for row in history] == [1, 2]
     for row in history:
         assert math.isfinite(row["reward"]) and math.isfinite(row["reward_std"])
         for name in ("strict_format_reward", "correctness_reward", "format_compliance", "accuracy"):
             assert math.isfinite(row[f"rewards/{name}/mean"])
     assert any(row["reward_std"] > 0 and row["frac_reward_zero_std"] < 1 for row in history), history
-    assert lora_delta(before, model) > 0
+    from helpers.train.policy import load_policy
+
+    start, _, _ = load_policy(run, profile="ci")  # the SFT adapter, as GRPO started from it
+    assert lora_delta(lora_state(start), ns["model"]) > 0
     ckpt = run / "grpo" / "checkpoints" / "checkpoint-2"
     assert (ckpt / "trainer_state.json").is_file() and (ckpt / "adapter_model.safetensors").is_file()
     assert (ckpt / "optimizer.pt").is_file()
     assert metric_steps(run / "grpo" / "metrics.jsonl") == [1, 2]
     assert (run / "grpo" / "adapter" / "adapter_model.safetensors").is_file()
     assert (run / "plots" / "grpo_dashboard.png").is_file()
+    info = json.loads((run / "grpo" / "adapter" / "training.json").read_text())
+    assert info["steps"] == 2 and info["settings"]["grpo_steps"] == 2 and info["config"]["num_generations"] == 4
+
+
+BROKEN_REWARDS = """
+def broken_reward(completions, **kwargs):
+    raise KeyError("solution")
+
+
+reward_funcs = [broken_reward]
+reward_weights = [1.0]
+"""
 
 
 @pytest.mark.slow
-def test_a_reward_that_raises_stops_training_with_its_name(tmp_path, fresh_model):
-    from helpers.data.synthetic import synthetic_dataset
-    from helpers.train.grpo import train_grpo
-    from helpers.train.policy import load_policy
-
-    model, tokenizer, _ = load_policy(tmp_path, profile="ci", model=fresh_model[0], tokenizer=fresh_model[1])
+def test_a_reward_that_raises_stops_training_with_its_name(tmp_path):
+    """A reward function of notebook 05 (``<run>/rewards.py``) that raises stops notebook 07 with its name."""
+    (tmp_path / "rewards.py").write_text(BROKEN_REWARDS)
     with pytest.raises(RewardFunctionError, match="'broken_reward' raised KeyError"):
-        train_grpo(model, tokenizer, synthetic_dataset(4), [broken_reward], run_dir=tmp_path, profile="ci",
-                   max_steps=1, num_generations=2, max_completion_length=4, dashboard=False)
+        run_stage(7, tmp_path, from_sft=False, grpo_steps=1, num_generations=2, max_completion_length=4)
 
 
 @pytest.mark.slow
@@ -295,9 +204,10 @@ def test_killed_run_resumes_without_gap_or_duplicate(tmp_path):
 
     run = tmp_path / "run"
     steps, every = 4, 2
-    cmd = [sys.executable, "-m", "helpers.train.grpo", "--run-dir", str(run), "--profile", "ci", "--no-sft",
-           "--max-steps", str(steps), "--save-steps", str(every), "--num-generations", "2",
-           "--max-completion-length", "8", "--problems", "32", "--threads", "1"]
+    assert every == 2  # the ci profile's save_steps
+    cmd = [sys.executable, "-m", "helpers.run.cli", "stage", "7", "--out", str(run), "--profile", "ci",
+           "-p", "from_sft=False", "-p", f"grpo_steps={steps}", "-p", "num_generations=2",
+           "-p", "max_completion_length=8", "-p", "grpo_train_problems=32"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     checkpoints, metrics = run / "grpo" / "checkpoints", run / "grpo" / "metrics.jsonl"
     with open(tmp_path / "first.log", "w") as out:
@@ -321,7 +231,7 @@ def test_killed_run_resumes_without_gap_or_duplicate(tmp_path):
     # a save the kill interrupted: a checkpoint folder without trainer_state.json must not be resumed from
     fake_checkpoint(checkpoints, killed_at + 1, complete=False)
 
-    second = subprocess.run(cmd + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(cmd + ["-p", "resume=True"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert f"resuming from {checkpoints / f'checkpoint-{every}'}" in second.stdout, second.stdout[-2000:]
     partial = checkpoints / f"checkpoint-{killed_at + 1}"  # removed, or written again whole by the resumed run

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from hostile_inputs import BUILDERS, TooSlow, per_call, per_call_pair, targets
+from stages import run_stage
 
 from helpers.data.answers import last_number, normalize_answer, parse_number
 
@@ -572,26 +573,23 @@ def test_a_checkpoint_counts_only_if_its_files_read_back(tmp_path, damage):
 # ---------------------------------------------------------------------------------------------
 
 
-def _train(run, tokenizer, *, steps: int, resume: bool = False, model=None):
-    from helpers.data.synthetic import synthetic_dataset
-    from helpers.model.tokenizer import fix_tokenizer
-    from helpers.train.grpo import train_grpo
-    from helpers.train.policy import load_policy
+def _train(run, *, steps: int, resume: bool = False) -> dict:
+    """Notebook 07 on a tiny random model (a checkpoint every step, the newest two kept); its namespace."""
+    folder = run.parent / "tiny-model"
+    if not folder.exists():
+        from helpers.model.embedded import embedded_model_path
 
-    base = tiny_model()
-    fix_tokenizer(tokenizer, base)
-    policy, tokenizer, _ = load_policy(run, profile="ci", model=base, tokenizer=tokenizer, from_sft=False)
-    return train_grpo(policy, tokenizer, synthetic_dataset(8, difficulty=1), run_dir=run, profile="ci", resume=resume,
-                      max_steps=steps, save_steps=1, num_generations=2, max_completion_length=4, cpu_threads=1,
-                      dashboard={"notebook": False, "plot_every": 0})
+        _model_folder(folder, embedded_model_path(), pickle=False)
+    return run_stage(7, run, model_name=str(folder), from_sft=False, grpo_steps=steps, save_steps=1,
+                     num_generations=2, max_completion_length=4, grpo_train_problems=8, train_levels=1, resume=resume)
 
 
 @pytest.fixture()
-def trained_run(tmp_path, tokenizer):
+def trained_run(tmp_path):
     """A tiny GRPO run of 3 steps with a checkpoint at every step (the newest two kept)."""
     run = tmp_path / "run"
-    result = _train(run, tokenizer, steps=3)
-    assert result.steps == 3 and (run / "grpo" / "adapter" / "adapter_model.safetensors").is_file()
+    ns = _train(run, steps=3)
+    assert ns["trainer"].state.global_step == 3 and (run / "grpo" / "adapter" / "adapter_model.safetensors").is_file()
     return run
 
 
@@ -599,15 +597,15 @@ def _steps(metrics) -> list[int]:
     return [r["step"] for r in map(json.loads, metrics.read_text().splitlines()) if "loss" in r]
 
 
-def test_resume_skips_a_damaged_newest_checkpoint_and_keeps_it(trained_run, tokenizer):
+def test_resume_skips_a_damaged_newest_checkpoint_and_keeps_it(trained_run):
     from helpers.train.checkpoints import newest_checkpoint
 
     checkpoints = trained_run / "grpo" / "checkpoints"
     _cut(checkpoints / "checkpoint-3" / "trainer_state.json")  # a half-written trainer_state.json
     assert newest_checkpoint(checkpoints) == checkpoints / "checkpoint-2"
     damaged = (checkpoints / "checkpoint-3" / "trainer_state.json").read_bytes()
-    result = _train(trained_run, tokenizer, steps=4, resume=True)
-    assert result.resumed_from == checkpoints / "checkpoint-2" and result.steps == 4
+    ns = _train(trained_run, steps=4, resume=True)
+    assert ns["resume_from"] == checkpoints / "checkpoint-2" and ns["trainer"].state.global_step == 4
     assert (checkpoints / "damaged-checkpoint-3" / "trainer_state.json").read_bytes() == damaged
     assert _steps(trained_run / "grpo" / "metrics.jsonl") == [1, 2, 3, 4]  # no step lost or twice
     assert json.loads((trained_run / "grpo" / "adapter" / "training.json").read_text())["steps"] == 4
@@ -617,17 +615,16 @@ class _Killed(BaseException):
     """Stands in for SIGKILL during the final adapter save."""
 
 
-def test_a_kill_during_the_final_save_never_pairs_the_old_adapter_with_new_metrics(trained_run, tokenizer,
-                                                                                     monkeypatch):
+def test_a_kill_during_the_final_save_never_pairs_the_old_adapter_with_new_metrics(trained_run, monkeypatch):
     adapter = trained_run / "grpo" / "adapter"
     old = {p.name: p.read_bytes() for p in adapter.iterdir()}
 
     def killed(*args, **kwargs):
         raise _Killed()
 
-    monkeypatch.setattr("helpers.train.grpo.save_adapter", killed)  # where train_grpo looks it up
+    monkeypatch.setattr("helpers.save.adapter.save_adapter", killed)  # where save_trained looks it up
     with pytest.raises(_Killed):
-        _train(trained_run, tokenizer, steps=2)  # a fresh run into the same folder
+        _train(trained_run, steps=2)  # a fresh run into the same folder
     assert _steps(trained_run / "grpo" / "metrics.jsonl") == [1, 2]  # the new run's metrics ...
     assert not adapter.exists()  # ... and no adapter beside them, rather than the old run's
     # the old adapter is kept, not deleted: with the run's other files (resume=False) or alone (a fresh start)
@@ -635,7 +632,7 @@ def test_a_kill_during_the_final_save_never_pairs_the_old_adapter_with_new_metri
     assert {p.name: p.read_bytes() for p in kept.iterdir()} == old
 
 
-def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, tokenizer, monkeypatch):
+def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, monkeypatch):
     from transformers import Trainer
 
     from helpers.files.disk import DiskFullError
@@ -645,7 +642,7 @@ def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, tokenizer, monkey
 
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", full)
     with pytest.raises(DiskFullError) as err:
-        _train(tmp_path / "run", tokenizer, steps=1)
+        _train(tmp_path / "run", steps=1)
     _one_line(err, "the disk is full", str(tmp_path / "run" / "grpo" / "checkpoints"), "needed", "free")
 
 

@@ -1,7 +1,7 @@
-"""GRPO in several processes (issue 18): ``accelerate launch`` with the repository's config runs
-``python -m helpers.train.grpo`` as 2 processes over gloo on a CPU, under the ``ci`` profile, and the run folder
-comes out as one process would leave it: one metrics file with each step once, one adapter (written by
-rank 0) that records the 2 processes, nothing moved aside in a fresh folder."""
+"""GRPO in several processes: ``accelerate launch`` with the repository's config runs notebook 07's own cells
+(``grpo-notebooks stage 7``, the one GRPO code path) as 2 processes over gloo on a CPU, under the ``ci`` profile,
+and the run folder comes out as one process would leave it: one metrics file with each step once, one adapter
+(written by rank 0) that records the 2 processes and the same settings as one process, nothing moved aside."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+
+from helpers.runtime.profiles import profile_settings
 
 REPO = Path(__file__).resolve().parents[1]
 ACCELERATE = Path(sys.executable).with_name("accelerate")
@@ -23,8 +26,8 @@ def test_two_processes_write_one_run_folder(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO), "GRPO_PROFILE": "ci", "OMP_NUM_THREADS": "1"}
     cmd = [str(ACCELERATE), "launch", "--config_file", str(REPO / "configs" / "accelerate_multi_gpu.yaml"),
-           "--num_processes", "2", "-m", "helpers.train.grpo", "--run-dir", str(run), "--profile", "ci", "--no-sft",
-           "--max-steps", "3", "--save-steps", "2", "--problems", "16", "--fresh", "--threads", "1"]
+           "--num_processes", "2", "-m", "helpers.run.cli", "stage", "7", "--out", str(run), "--profile", "ci",
+           "-p", "from_sft=False", "-p", "grpo_steps=3", "-p", "grpo_train_problems=16", "-p", "resume=False"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
@@ -37,7 +40,11 @@ def test_two_processes_write_one_run_folder(tmp_path):
 
     adapter = run / "grpo" / "adapter"
     assert (adapter / "adapter_model.safetensors").stat().st_size > 0
-    assert json.loads((adapter / "training.json").read_text())["processes"] == 2
+    info = json.loads((adapter / "training.json").read_text())
+    assert info["processes"] == 2
+    one = profile_settings("ci", grpo_steps=3)  # what one process of the same command trains with
+    assert info["settings"] == {**asdict(one), "train_levels": list(one.train_levels)}
+    assert info["config"]["per_device_train_batch_size"] == one.grpo_batch_size and info["config"]["seed"] == 3407
     assert sorted(p.name for p in (run / "grpo" / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     assert not list((run / "grpo").glob("previous-*"))  # a fresh folder: nothing of an earlier run to set aside
 
@@ -63,7 +70,7 @@ def test_plain_trl_refuses_a_value_it_cannot_read(monkeypatch):
 
 
 def test_one_rule_for_the_unsloth_path(monkeypatch):
-    """load_model, add_lora, train_sft and train_grpo all ask helpers.runtime.distributed.unsloth_path: Unsloth on a CUDA GPU
+    """load_model, add_lora and notebooks 06 and 07's trainer arguments all ask helpers.runtime.distributed.unsloth_path: Unsloth on a CUDA GPU
     with unsloth, unless the plain-TRL path is on (several processes or GRPO_PLAIN_TRL=1)."""
     from types import SimpleNamespace
 
@@ -81,7 +88,7 @@ def test_one_rule_for_the_unsloth_path(monkeypatch):
 
 
 def test_shutdown_destroys_the_process_group(tmp_path):
-    """helpers.train.grpo's main ends with helpers.runtime.distributed.shutdown: without it every NCCL rank warned at exit
+    """grpo-notebooks stage ends with helpers.runtime.distributed.shutdown: without it every NCCL rank warned at exit
     ("destroy_process_group() was not called", the two-GPU run of 2026-11-30)."""
     import torch.distributed as dist
 

@@ -66,4 +66,4 @@ def test_no_outputs_and_a_parameters_cell(path):
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters' (papermill)"
     assert "profile = None" in "".join(tagged[0]["source"])
-    assert "runtime.describe(" in "".join(code[-1]["source"]), "every notebook ends with the hardware line"
+    assert "describe(profile)" in "".join(code[-1]["source"]), "every notebook ends with the hardware line"

@@ -1,6 +1,7 @@
 import pytest
+
 from helpers.runtime.hardware import Hardware, describe, detect
-from helpers.runtime.profiles import pick_profile, settings, use_profile
+from helpers.runtime.profiles import pick_profile, use_profile
 
 
 def hw(**kw):
@@ -49,28 +50,3 @@ def test_describe_is_one_line_with_versions(monkeypatch):
     assert line.startswith("profile=ci |")
     for part in ("torch=", "transformers=", "trl=", "peft=", "python="):
         assert part in line
-
-
-def test_settings_per_profile():
-    assert settings("ci").max_completion_length < settings("cpu").max_completion_length
-    assert settings("colab-t4").model_name and settings("cpu").model_name is None
-    assert settings("ci", grpo_steps=2).grpo_steps == 2
-    with pytest.raises(ValueError, match="unknown profile"):
-        settings("nope")
-
-
-def test_settings_table_shows_every_field_with_its_value_and_help():
-    """Notebooks 06 and 07 print their settings with helpers.runtime.profiles.settings_table."""
-    from dataclasses import fields
-
-    from helpers.runtime.profiles import settings_table
-
-    from helpers.train.grpo_config import GRPOSettings
-    from helpers.train.sft_config import SFTSettings
-
-    for obj in (SFTSettings.for_profile("ci", max_steps=7), GRPOSettings.for_profile("ci", max_steps=5)):
-        lines = settings_table(obj).splitlines()
-        assert [line.split("=")[0].strip() for line in lines] == [f.name for f in fields(obj)]
-        row = next(line for line in lines if line.split("=")[0].strip() == "max_steps")
-        help_text = next(f.metadata["help"] for f in fields(obj) if f.name == "max_steps")
-        assert row.split("=", 1)[1].split()[0] == str(obj.max_steps) and row.endswith(help_text)

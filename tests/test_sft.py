@@ -1,105 +1,47 @@
-"""helpers.train.sft: settings, data, responses-only masking, atomic adapter saving, and a real warm-up on CPU.
+"""helpers.train.sft: data, responses-only masking, atomic adapter saving, and a real warm-up on CPU.
 
-``warm_sft_run`` trains the embedded model once per test session (a few steps at the ``ci`` profile's
+``warm_sft_run`` runs notebook 06's own cells once per test session (a few steps at the ``ci`` profile's
 learning rate) into a run folder; tests/test_grpo.py starts GRPO from the adapter it saves.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import fields
 
 import pytest
+from stages import run_stage
 
 from helpers.runtime.hardware import Hardware
 from helpers.runtime.threads import cpu_threads, free_cores
 from helpers.save.adapter import save_adapter
-from helpers.train.sft import response_markers, sft_dataset
-from helpers.train.sft_config import SFTSettings
+from helpers.train.sft import mask_prompts, response_markers, responses_only, sft_dataset
 
 CPU = Hardware(cuda=False, gpu_name=None, cuda_capability=None, vram_gib=None, bf16=False, cpu_threads=2,
                colab=False, notebook=False, unsloth=False, vllm=False)
-T4 = Hardware(cuda=True, gpu_name="Tesla T4", cuda_capability=(7, 5), vram_gib=15.0, bf16=False, cpu_threads=2,
-              colab=True, notebook=True, unsloth=True, vllm=True)
 A100 = Hardware(cuda=True, gpu_name="A100", cuda_capability=(8, 0), vram_gib=80.0, bf16=True, cpu_threads=8,
                 colab=False, notebook=False, unsloth=True, vllm=True)
 
-# The warm-up the GRPO tests start from: level-1 problems fit in 48 new tokens.
-WARM_STEPS, WARM_PROMPTS = 6, 4
+WARM_STEPS = 6  # the warm-up the GRPO tests start from
 _WARM: dict = {}
 
 
 def warm_sft_run(tmp_path_factory):
-    """``(run_dir, SFTResult)`` of one short SFT warm-up on the embedded model, trained once per session."""
-    if "result" not in _WARM:
-        import torch
-
-        from helpers.data.synthetic import synthetic_dataset
-        from helpers.model.load import load_model
-        from helpers.train.sft import train_sft
-
-        torch.manual_seed(0)
+    """``(run_dir, namespace)`` of notebook 06 run once per session: a short SFT warm-up of the embedded model."""
+    if "namespace" not in _WARM:
         run = tmp_path_factory.getbasetemp() / "sft-warm"
-        model, tokenizer = load_model(profile="ci")
-        held_out = synthetic_dataset(WARM_PROMPTS, difficulty=1, seed=99)
-        _WARM["result"] = train_sft(model, tokenizer, run_dir=run, profile="ci", held_out=held_out,
-                                    max_steps=WARM_STEPS, compliance_prompts=WARM_PROMPTS,
-                                    compliance_max_new_tokens=48, dashboard={"notebook": False, "plot_every": 0})
-        _WARM["run"], _WARM["held_out"] = run, held_out
-    return _WARM["run"], _WARM["result"]
+        _WARM["namespace"], _WARM["run"] = run_stage(6, run, sft_steps=WARM_STEPS), run
+    return _WARM["run"], _WARM["namespace"]
 
 
-# ---------------------------------------------------------------------------------------------
-# Settings
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("profile", ["colab-t4", "gpu", "cpu", "ci"])
-def test_settings_per_profile_build_valid_sft_config_arguments(profile):
-    from trl import SFTConfig
-
-    s = SFTSettings.for_profile(profile)
-    kwargs = s.trl_kwargs("/tmp/x", CPU)
-    assert set(kwargs) <= {f.name for f in fields(SFTConfig)}, "an option TRL 1.15's SFTConfig does not have"
-    assert kwargs["completion_only_loss"] is True and kwargs["packing"] is False
-    assert kwargs["use_cpu"] and not kwargs["fp16"] and not kwargs["bf16"] and kwargs["report_to"] == "none"
-    assert kwargs["logging_steps"] == 1 and kwargs["dataloader_num_workers"] == 0
-
-
-def test_precision_follows_the_gpu():
-    s = SFTSettings.for_profile("colab-t4")
-    t4 = s.trl_kwargs("/tmp/x", T4)
-    assert t4["fp16"] and not t4["bf16"] and "use_cpu" not in t4
-    a100 = s.trl_kwargs("/tmp/x", A100)
-    assert a100["bf16"] and not a100["fp16"]
-    # Unsloth's responses-only masking trains on rendered text
-    assert s.trl_kwargs("/tmp/x", A100, completion_only=False)["dataset_text_field"] == "text"
-    with pytest.raises(ValueError, match="no bf16.*fix: pass fp16=True"):
-        SFTSettings.for_profile("colab-t4", bf16=True).trl_kwargs("/tmp/x", T4)
-    with pytest.raises(ValueError, match="on a CPU; fix"):
-        SFTSettings.for_profile("cpu", fp16=True).trl_kwargs("/tmp/x", CPU)
-
-
-def test_real_sft_config_builds_on_cpu(tmp_path):
-    config = SFTSettings.for_profile("ci").to_trl(tmp_path)
-    assert config.completion_only_loss is True and config.use_cpu and not config.bf16
-    assert config.max_steps == SFTSettings.for_profile("ci").max_steps
-
-
-@pytest.mark.parametrize(("override", "message"), [
-    ({"max_steps": 0}, "max_steps=0 must be a positive integer; fix"),
-    ({"learning_rate": 0.5}, "learning_rate=0.5 is outside.*fix: 2e-4"),
-    ({"fp16": True, "bf16": True}, "both set; fix"),
-    ({"warmup_ratio": 1.5}, "warmup_ratio=1.5.*fix"),
-])
-def test_invalid_settings_are_refused_with_the_fix(override, message):
-    with pytest.raises(ValueError, match=message):
-        SFTSettings.for_profile("ci", **override)
-
-
-def test_unknown_setting_names_the_valid_ones():
-    with pytest.raises(TypeError, match="unknown SFT setting.*lerning_rate.*fix"):
-        SFTSettings.for_profile("ci", lerning_rate=1e-4)
+def test_responses_only_uses_trls_loss_here_and_unsloths_masking_on_its_path(tokenizer):
+    data = sft_dataset(n=4)
+    same, args = responses_only(data, tokenizer, CPU)
+    assert same is data and args == {"completion_only_loss": True}
+    rendered, args = responses_only(data, tokenizer, A100)  # Unsloth's path: text rows for train_on_responses_only
+    assert args == {"dataset_text_field": "text"} and rendered.column_names == ["text"]
+    assert rendered[0]["text"].startswith("<|im_start|>system") and "<answer>" in rendered[0]["text"]
+    trainer = object()
+    assert mask_prompts(trainer, tokenizer, CPU) is trainer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,17 +151,16 @@ def test_cpu_threads_are_restored(monkeypatch):
 
 @pytest.mark.slow
 def test_sft_warmup_teaches_the_format_and_saves_the_adapter(tmp_path_factory):
-    run, result = warm_sft_run(tmp_path_factory)
-    assert result.steps == WARM_STEPS and result.responses_only == "TRL completion_only_loss"
-    assert 0 <= result.compliance_before <= 1 and 0 <= result.compliance_after <= 1
-    assert result.compliance_after > result.compliance_before, (result.samples_before, result.samples_after)
+    run, ns = warm_sft_run(tmp_path_factory)
+    assert ns["trainer"].state.global_step == WARM_STEPS
+    assert 0 <= ns["before"] <= 1 and 0 <= ns["after"] <= 1
+    assert ns["after"] > ns["before"], (ns["samples_before"], ns["samples_after"])
     adapter = run / "sft" / "adapter"
     assert (adapter / "adapter_model.safetensors").is_file() and (adapter / "adapter_config.json").is_file()
     assert (adapter / "tokenizer_config.json").is_file()
     info = json.loads((adapter / "training.json").read_text())
-    assert info["stage"] == "sft" and info["steps"] == WARM_STEPS
-    summary = json.loads((run / "sft" / "summary.json").read_text())
-    assert summary["compliance_after"] == result.compliance_after
+    assert info["stage"] == "sft" and info["steps"] == WARM_STEPS and info["compliance_after"] == ns["after"]
+    assert info["settings"]["sft_steps"] == WARM_STEPS and info["config"]["learning_rate"] == 1e-3  # ci's rate
     records = [json.loads(line) for line in (run / "sft" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == list(range(1, WARM_STEPS + 1))  # one row per step
     assert list((run / "plots").glob("sft_*.png"))
@@ -227,8 +168,8 @@ def test_sft_warmup_teaches_the_format_and_saves_the_adapter(tmp_path_factory):
 
 @pytest.mark.slow
 def test_loss_is_on_the_completion_only(tmp_path_factory):
-    _, result = warm_sft_run(tmp_path_factory)
-    trainer = result.trainer
+    _, ns = warm_sft_run(tmp_path_factory)
+    trainer = ns["trainer"]
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     labels, ids = batch["labels"][0], batch["input_ids"][0]
     tok = trainer.processing_class
@@ -243,9 +184,10 @@ def test_grpo_starts_from_the_saved_adapter(tmp_path_factory):
     from helpers.generate.chat import generate
     from helpers.train.policy import load_policy
 
-    run, result = warm_sft_run(tmp_path_factory)
+    run, ns = warm_sft_run(tmp_path_factory)
     model, tokenizer, start = load_policy(run, profile="ci")
     assert start.startswith("SFT adapter")
-    prompts = list(_WARM["held_out"]["prompt"])
+    prompts = list(ns["held_out"]["prompt"])
     with cpu_threads():
-        assert generate(model, tokenizer, prompts, max_new_tokens=48) == result.samples_after
+        assert generate(model, tokenizer, prompts, max_new_tokens=ns["settings"].compliance_max_new_tokens) \
+            == ns["samples_after"]

@@ -302,13 +302,13 @@ def digit_count_reward(completions, **kwargs) -> list[float]:
 def _grpo_child(out: str) -> None:
     """Train GRPO for a few steps with rollouts from TRL's colocated vLLM engine; write result.json."""
     import torch
+    from helpers.train.grpo import train_grpo
     from vllm.model_executor.layers import utils as vllm_layer_utils
 
     from helpers.data.synthetic import synthetic_dataset
     from helpers.model.load import load_model
     from helpers.model.lora import add_lora, lora_state
     from helpers.rewards.reward_set import reward_functions
-    from helpers.train.grpo import train_grpo
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     model, tokenizer = load_model(profile="ci")

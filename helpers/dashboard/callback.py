@@ -118,8 +118,13 @@ class DashboardCallback(TrainerCallback):
 
     def bind(self, trainer: Any) -> DashboardCallback:
         """Let the callback read the trainer's latest completions at each log step (TRL ``GRPOTrainer._logs``,
-        ``_textual_logs`` before 1.0; callbacks are not given the trainer); returns self."""
+        ``_textual_logs`` before 1.0; callbacks are not given the trainer), and take over the console: the
+        trainer's ``PrinterCallback`` (every log printed as a dict) is removed, since the dashboard prints or
+        draws each step. Returns self."""
+        from transformers.trainer_callback import PrinterCallback  # heavy: only once a trainer exists
+
         self.trainer = trainer
+        trainer.remove_callback(PrinterCallback)
         return self
 
     def _read_samples(self) -> None:
@@ -236,6 +241,6 @@ class DashboardCallback(TrainerCallback):
 def attach(trainer: Any, run_dir: str | os.PathLike | None = None, stage: str = "grpo",
            **kwargs: Any) -> DashboardCallback:
     """Create a ``DashboardCallback``, bind it to ``trainer`` (for sample completions) and add it; returns it."""
-    callback = DashboardCallback(run_dir, stage, **kwargs).bind(trainer)
+    callback = DashboardCallback(run_dir, stage, **kwargs)
     trainer.add_callback(callback)
-    return callback
+    return callback.bind(trainer)

@@ -23,7 +23,7 @@ from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat, render_p
 from helpers.data.gsm8k import default_gsm8k_dir, load_gsm8k
 from helpers.data.rows import DataUnavailableError, NoUsableRowsError
 from helpers.data.synthetic import LEVELS, synthetic_dataset
-from helpers.runtime.profiles import settings
+from helpers.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,27 +58,24 @@ def load_problems(split: str = "train", *, path: str | os.PathLike | None = None
     return ds, ds.info.description
 
 
-def grpo_problems(profile: str, *, embedded: bool, n: int | None = None, prompts_drawn: int = 0, seed: int = 0,
-                  difficulty: int | tuple[int, ...] | None = None, path: str | os.PathLike | None = None):
-    """GRPO's training problems, ``(dataset, source)``: GSM8K's train split (:func:`load_problems`) for a
-    hub model on a GPU profile; the synthetic train part on the CPU profiles and for the embedded
-    SmolLM2-135M on any profile, which solves about 1 GSM8K problem in 250: its groups would score
-    all-zero and GRPO would learn nothing (README "Results"). ``n`` synthetic problems (default: one per
-    prompt GRPO draws, ``prompts_drawn``, at least 200) at ``difficulty`` (default: the profile's
-    ``grpo_levels``).
+def grpo_problems(settings: Settings, *, embedded: bool, n: int | None = None, seed: int = 0,
+                  path: str | os.PathLike | None = None):
+    """GRPO's training problems, ``(dataset, source)``, by the profile ``settings``: GSM8K's train split
+    (:func:`load_problems`) when ``grpo_data`` is "gsm8k" and the model is a hub model; else the synthetic
+    train part at ``train_levels``, always for the embedded SmolLM2-135M, which solves about 1 GSM8K problem
+    in 250 (its groups would score all-zero and GRPO would learn nothing). ``n`` synthetic problems
+    (default: one per prompt GRPO draws, at least 200).
 
-    >>> grpo_problems("gpu", embedded=True, n=3)[1]
+    >>> from helpers.runtime.profiles import profile_settings
+    >>> grpo_problems(profile_settings("gpu"), embedded=True, n=3)[1]
     'synthetic arithmetic problems, train part: 3 rows, difficulty (1, 2, 3), seed 0'
-    >>> len(grpo_problems("ci", embedded=True, prompts_drawn=250)[0]), len(grpo_problems("ci", embedded=True)[0])
-    (250, 200)
+    >>> len(grpo_problems(profile_settings("ci", grpo_steps=250), embedded=True)[0])
+    250
     """
-    n = n or max(200, prompts_drawn)
-    if profile in ("colab-t4", "gpu") and not embedded:
+    n = n or max(200, settings.grpo_prompts_drawn)
+    if settings.grpo_data == "gsm8k" and not embedded:
         return load_problems("train", path=path, n=n, seed=seed)
-    if difficulty is None:
-        difficulty = settings(profile).grpo_levels
-    levels = difficulty if isinstance(difficulty, int) else tuple(difficulty)
-    ds = synthetic_dataset(n, split="train", seed=seed, difficulty=levels)
+    ds = synthetic_dataset(n, split="train", seed=seed, difficulty=settings.train_levels)
     return ds, ds.info.description
 
 

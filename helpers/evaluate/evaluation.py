@@ -30,7 +30,7 @@ from helpers.generate.sampling import Generation
 from helpers.generate.vllm_requests import vllm_lora_id
 from helpers.model.adapters import check_adapter_dir, load_adapter
 from helpers.model.load import load_model
-from helpers.runtime.profiles import settings as profile_settings
+from helpers.runtime.profiles import profile_settings
 from helpers.runtime.threads import cpu_threads
 
 log = logging.getLogger(__name__)

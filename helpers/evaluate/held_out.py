@@ -11,7 +11,7 @@ from helpers.data.gsm8k import default_gsm8k_dir, load_gsm8k
 from helpers.data.rows import DataUnavailableError
 from helpers.data.synthetic import synthetic_dataset
 from helpers.runtime.hardware import hub_reachable
-from helpers.runtime.profiles import settings
+from helpers.runtime.profiles import profile_settings
 
 log = logging.getLogger(__name__)
 
@@ -19,16 +19,6 @@ log = logging.getLogger(__name__)
 # Scoring (pure)
 # ---------------------------------------------------------------------------------------------
 
-
-# ---------------------------------------------------------------------------------------------
-# Held-out sets
-# ---------------------------------------------------------------------------------------------
-
-
-# GSM8K problems per profile (default: ``n``). The CPU profiles' model (SmolLM2-135M) solves almost none
-# (1 of 64 after SFT + GRPO, measured): ci keeps a slice of 4 to exercise the path, cpu skips it (0) to
-# stay within its 20 minutes.
-GSM8K_SLICE = {"ci": 4, "cpu": 0}
 
 
 def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str | os.PathLike | None = None,
@@ -38,12 +28,13 @@ def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str |
     offline problems, disjoint from training's), ``"paraphrased"`` (``paraphrased`` problems, default
     half of ``n``; 0: none: the same arithmetic in wording training never saw, ``helpers.data.problems`` style
     ``"paraphrased"``) and ``"gsm8k"`` (its test split, the first
-    ``gsm8k_n`` problems, default ``n``, at most ``GSM8K_SLICE`` on the CPU profiles; 0: none) when a local copy (``gsm8k_path``, ``$GRPO_GSM8K_DIR``, the
+    ``gsm8k_n`` problems, default ``n``, at most the profile's ``eval_gsm8k_problems``; 0: none) when a local copy (``gsm8k_path``, ``$GRPO_GSM8K_DIR``, the
     project's ``../shared/data/gsm8k``) or the hub is there. ``n`` defaults to the profile's
     ``eval_problems``."""
-    sizes = settings(profile)
+    sizes = profile_settings(profile)
     n = n or sizes.eval_problems
-    gsm8k_n = min(n, GSM8K_SLICE.get(sizes.profile, n)) if gsm8k_n is None else gsm8k_n
+    if gsm8k_n is None:
+        gsm8k_n = n if sizes.eval_gsm8k_problems is None else min(n, sizes.eval_gsm8k_problems)
     gsm8k = gsm8k and gsm8k_n > 0
     sets = {"synthetic": synthetic_dataset(n, split="test", seed=seed, fmt=fmt)}
     paraphrased = n // 2 if paraphrased is None else paraphrased

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from helpers.generate import fast_sampler as fast_rollout
+from helpers.runtime.distributed import is_main_process, plain_trl
 from helpers.runtime.hardware import detect, importable
 from helpers.runtime.speed_options import DEFAULT, MODEL_OPTIONS, _check, defaults
 
@@ -162,3 +163,16 @@ def announce(backend: Backend, where: str) -> bool:
     _ANNOUNCED.add(key)
     print(f"{where}: {backend} [override: {BACKEND_ENV}={'|'.join(BACKENDS)}]", flush=True)
     return True
+
+
+def grpo_rollouts(model, hw=None) -> Backend:
+    """GRPO's rollout backend for ``model``, chosen by the one rule (:func:`grpo_backend`; the plain-TRL path of
+    several processes or ``$GRPO_PLAIN_TRL`` included), said once on rank 0 (:func:`announce`), with the
+    suite's sampler put in front of ``model.generate`` or taken away (:func:`prepare_rollouts`). Notebook 07
+    passes it to ``helpers.train.trainer_args.rollout_args``."""
+    hw = detect() if hw is None else hw
+    backend = grpo_backend(model, hw, plain_trl=plain_trl())
+    if is_main_process():
+        announce(backend, "GRPO rollouts")
+    prepare_rollouts(model, backend, hw)
+    return backend

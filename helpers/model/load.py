@@ -36,7 +36,7 @@ from helpers.model.vllm_engine import (
 )
 from helpers.runtime.distributed import local_rank, unsloth_path, world_size
 from helpers.runtime.hardware import detect, hub_reachable
-from helpers.runtime.profiles import pick_profile, settings
+from helpers.runtime.profiles import pick_profile, profile_settings
 from helpers.runtime.speed_options import apply, defaults
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def load_model(
 
     hw = detect()
     profile = profile or pick_profile(hw)
-    sizes = settings(profile)
+    sizes = profile_settings(profile)
     max_seq_length = max_seq_length or sizes.max_seq_length
     max_lora_rank = max_lora_rank or sizes.lora_rank
     gpu_memory_utilization = (gpu_memory_utilization or gpu_memory_share()
@@ -218,3 +218,12 @@ def load_model(
         model.max_seq_length = max_seq_length
     fix_tokenizer(tokenizer, model)
     return model, tokenizer
+
+
+def load_tokenizer(name: str | None = None, *, profile: str | None = None):
+    """The tokenizer of the model ``name`` means on ``profile`` (``helpers.model.names.resolve_name``, the
+    loader's rule), fixed as :func:`load_model` fixes it; no weights are loaded."""
+    from transformers import AutoTokenizer  # heavy: imported on use
+
+    resolved = resolve_name(name, profile or pick_profile())
+    return fix_tokenizer(AutoTokenizer.from_pretrained(str(embedded_model_path()) if resolved is None else resolved))

@@ -62,10 +62,11 @@ def add_lora(
     rank: int = DEFAULT_RANK,
     *,
     alpha: int | None = None,
-    gradient_checkpointing: bool = True,
+    gradient_checkpointing: bool | None = None,
     seed: int = 3407,
 ):
-    """Wrap ``model`` with a LoRA adapter on all linear layers and return ``(peft_model, report)``."""
+    """Wrap ``model`` with a LoRA adapter on all linear layers and return ``(peft_model, report)``;
+    ``gradient_checkpointing=None``: on a GPU only (on a CPU recomputing activations only costs time)."""
     if rank not in ALLOWED_RANKS:
         raise ValueError(f"LoRA rank {rank} is not supported; use one of {ALLOWED_RANKS} (64 is the RL default).")
     alpha = rank if alpha is None else alpha
@@ -73,6 +74,7 @@ def add_lora(
     if not modules:
         raise ValueError("the model has no linear layers to adapt; fix: pass a causal language model.")
     hw = detect()
+    gradient_checkpointing = hw.cuda if gradient_checkpointing is None else gradient_checkpointing
     if unsloth_path(hw):  # else plain PEFT (several processes or $GRPO_PLAIN_TRL: helpers.runtime.distributed)
         from unsloth import FastLanguageModel
 

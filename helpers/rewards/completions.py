@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from helpers.data.chat_template import DEFAULT_FORMAT, ParsedCompletion, ReasoningFormat, restore_prefill
+
 
 def completion_text(completion) -> str:
     """The text of one completion: a string as is, chat messages' last ``content`` (text parts joined),
@@ -27,6 +29,18 @@ def completion_text(completion) -> str:
         if isinstance(content, (list, tuple)):  # multimodal parts: [{"type": "text", "text": ...}, ...]
             return "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
     return ""
+
+
+def parse_completion(completion, *, prefilled: bool = False, fmt: ReasoningFormat = DEFAULT_FORMAT) -> ParsedCompletion:
+    """The tags and blocks of one completion (``ReasoningFormat.parse``) whatever TRL hands over (see
+    :func:`completion_text`); ``prefilled=True`` puts the prompt's opening tag back first. Never raises.
+
+    >>> parsed = parse_completion([{"role": "assistant", "content": "<reasoning>3+4</reasoning><answer>7</answer>"}])
+    >>> parsed.strict, parsed.answer, parse_completion(None).counts
+    (True, '7', (0, 0, 0, 0))
+    """
+    text = completion_text(completion)
+    return fmt.parse(restore_prefill(text, fmt) if prefilled else text)
 
 
 def _finite(value, low: float, high: float) -> float:

@@ -31,8 +31,12 @@ class RewardSet(NamedTuple):
         return [f.__name__ for f in self.funcs]
 
     def scores(self, completions, answer=None, **columns) -> dict[str, list[float]]:
-        """Every function's scores, plus ``"reward"``: the weighted sum TRL trains on."""
-        out = {f.__name__: f(completions=completions, answer=answer, **columns) for f in self.funcs}
+        """Every function's scores, plus ``"reward"``: the weighted sum TRL trains on. Called as TRL calls
+        rewards: one ``answer`` (or other column value) per completion; a single value is repeated."""
+        completions = list(completions)
+        columns["answer"] = answer
+        columns = {k: list(v) if isinstance(v, (list, tuple)) else [v] * len(completions) for k, v in columns.items()}
+        out = {f.__name__: f(completions=completions, **columns) for f in self.funcs}
         n = len(next(iter(out.values()), []))
         out["reward"] = [sum(w * out[f.__name__][i] for f, w in zip(self.funcs, self.weights, strict=True)) for i in range(n)]
         return out

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from helpers.files.atomic import atomic_write
-from helpers.model.embedded import EMBEDDED_MODEL, embedded_model_path
-from helpers.model.names import _EMBEDDED_ALIASES
+from helpers.model.embedded import EMBEDDED_MODEL
+from helpers.model.names import resolve_name
 from helpers.runtime.hardware import hub_reachable
-from helpers.runtime.profiles import settings
+from helpers.runtime.profiles import profile_settings
 
 STATE_NAME, TIMINGS_NAME = "state.json", "timings.json"
 SEED_MAX = 2**32 - 1  # numpy's and torch's seed range
@@ -187,20 +187,22 @@ def read_state(run_dir: Path) -> dict:
 def model_plan(model: str | None, profile: str) -> tuple[str | None, str]:
     """``(model_name for the notebooks, the line that says what will load)``; refuses a model that cannot load.
 
-    ``model``: ``--model`` (a hub id, a local folder, or ``embedded``); ``None``: the profile's model.
+    ``model``: ``--model`` (a hub id, a local folder, or ``embedded``); ``None``: the profile's model. Which model
+    a name means is :func:`helpers.model.names.resolve_name`'s rule, the one the notebooks' loader applies.
     """
     embedded = f"embedded {EMBEDDED_MODEL} (offline)"
-    if model in _EMBEDDED_ALIASES:
-        default = settings(profile).model_name
+    resolved = resolve_name(model, profile)
+    default = profile_settings(profile).model_name
+    if resolved is None:
+        if model:
+            return model, f"{embedded}, as --model asked"
         if default is None:
-            return None, embedded + ("" if model else f", the {profile} profile's model")
-        if model:  # asked for by name on a GPU profile: pass its folder (a name would mean the profile's model)
-            return str(embedded_model_path()), f"{embedded}, as --model asked"
-        if hub_reachable():
-            return None, f"{default} (the {profile} profile model, from the Hugging Face hub)"
+            return None, f"{embedded}, the {profile} profile's model"
         return None, (f"!!! {default} (the {profile} profile model) was asked for, but the Hugging Face hub is not "
                       f"reachable: the {embedded} will load INSTEAD !!! (fix: connect to the internet, or "
                       "--model <a local model folder>)")
+    if model is None:
+        return None, f"{resolved} (the {profile} profile model, from the Hugging Face hub)"
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -21,6 +21,7 @@ from helpers.model.embedded import embedded_model_path
 from helpers.run import checks as rc
 from helpers.run.checks import RESERVED
 from helpers.run.info import optional_parts
+from helpers.run.stage import stage_command
 from helpers.run.suite import _summary, notebooks_dir, run_suite, select_notebooks
 from helpers.runtime.hardware import describe
 from helpers.runtime.profiles import PROFILES, ProfileError, pick_profile
@@ -92,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="this machine: profile, hardware, versions, and which optional parts are usable")
     sub.add_parser("params", help="list every notebook parameter -p can set, with its default and help")
     sub.add_parser("prepare-model", help="download and convert the embedded offline model into the cache")
+    stage = sub.add_parser("stage", help="run one notebook's code in this process, e.g. under `accelerate launch` "
+                           "(one process per GPU): accelerate launch -m helpers.run.cli stage 7 --out RUN")
+    stage.add_argument("notebook", help="the notebook's number (e.g. 7) or its path")
+    stage.add_argument("--out", required=True, help="the run folder (as for run: earlier notebooks' outputs are read)")
+    stage.add_argument("--profile", choices=PROFILES, help="default: detected from the hardware, or $GRPO_PROFILE")
+    stage.add_argument("--model", metavar="NAME_OR_FOLDER", help="as for run")
+    stage.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                       help="a parameter of that notebook, typed like its parameters cell (repeatable)")
+    stage.add_argument("--seed", type=int, help="the notebook's seed (default: its own)")
     args = parser.parse_args(argv)
 
     if args.command == "info":
@@ -103,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return report_command(args.run_dir)
     elif args.command == "params":
         return params_command()
+    elif args.command == "stage":
+        stage_command(args.notebook, args.out, profile=args.profile, model=args.model, params=args.params,
+                      seed=args.seed)
     elif args.command == "run":
         run_suite(args.profile, args.out, args.first, args.last, seed=args.seed, model=args.model,
                   params=args.params, resume=args.resume, fresh=args.fresh)

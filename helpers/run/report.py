@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -19,35 +18,7 @@ from helpers.files.atomic import atomic_write
 from helpers.files.runs import RunLayout
 from helpers.runtime.hardware import describe
 from helpers.runtime.profiles import pick_profile
-
-
-def fifths(values: list[float]) -> tuple[float, float] | None:
-    """Mean of the first and of the last fifth of ``values`` (at least one value each).
-
-    >>> fifths([0, 0, 1, 1, 1, 2, 2, 2, 3, 4])
-    (0.0, 3.5)
-    """
-    values = [v for v in values if v is not None]
-    if len(values) < 2:
-        return None
-    k = max(1, len(values) // 5)
-    return statistics.fmean(values[:k]), statistics.fmean(values[-k:])
-
-
-def learning_summary(history: list[dict]) -> dict:
-    """Reward, format compliance and accuracy at the start and the end of training (first/last fifth)."""
-    summary: dict = {"steps": len(history)}
-    for label, key in (
-        ("reward", "reward"),
-        ("format_compliance", "rewards/format_compliance/mean"),
-        ("accuracy", "rewards/accuracy/mean"),
-        ("completion_length", "completions/mean_length"),
-        ("frac_reward_zero_std", "frac_reward_zero_std"),
-    ):
-        pair = fifths([row.get(key) for row in history])
-        if pair is not None:
-            summary[label] = {"first_fifth": round(pair[0], 4), "last_fifth": round(pair[1], 4)}
-    return summary
+from helpers.train.curves import learning_summary
 
 
 def _learning_table(summary: dict) -> str:

@@ -12,7 +12,7 @@ from helpers.run import checks as rc
 from helpers.run.progress import LOG_NAME, Follower, RunLog
 from helpers.run.report import summary, write_report
 from helpers.runtime.hardware import detect
-from helpers.runtime.profiles import settings, use_profile
+from helpers.runtime.profiles import profile_settings, use_profile
 from helpers.train.checkpoints import CheckpointsExistError, check_checkpoints
 
 
@@ -143,7 +143,7 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
     os.environ["GRPO_RUN_DIR"] = str(run_dir)  # kernels inherit it: every notebook uses this folder
     executed_dir = run_dir / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
-    sizes = settings(profile)
+    sizes = profile_settings(profile)
     totals = {"sft": _given(values, "sft_steps") or sizes.sft_steps,
               "grpo": _given(values, "grpo_steps") or sizes.grpo_steps}
     config = kernel_config()

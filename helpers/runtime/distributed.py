@@ -47,7 +47,7 @@ def plain_trl() -> bool:
 def unsloth_path(hw) -> bool:
     """Whether this process loads and trains through Unsloth: a CUDA GPU with unsloth installed, and not
     the plain-TRL path (:func:`plain_trl`). ``helpers.model.load``, ``helpers.model.lora``, ``helpers.train.sft`` and
-    ``helpers.train.grpo`` all ask this, so a model is never loaded one way and trained the other."""
+    notebooks 06 and 07 (``helpers.train.sft``, ``helpers.train.trainer_args``) all ask this, so a model is never loaded one way and trained the other."""
     return bool(hw.cuda and hw.unsloth) and not plain_trl()
 
 

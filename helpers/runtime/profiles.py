@@ -1,18 +1,74 @@
-"""Per-profile sizes: one table that every stage reads, so a notebook never hard-codes a size.
+"""The profiles and their one table: which profile this machine gets, and every value it sets.
 
-``settings()`` returns the row for the current profile (``helpers.runtime.profiles.pick_profile``). The
-values are starting points a user may override in a notebook's parameters cell.
+One code path serves every machine; a *profile* only sizes it (``PROFILE_TABLE``, one :class:`Settings` row
+each, every field explained in ``helpers.runtime.settings``):
+
+- ``colab-t4``: a T4-class GPU (compute capability 7.5, ~15 GB, fp16 only), Unsloth without vLLM
+- ``gpu``: any other CUDA GPU (bf16 where supported), Unsloth + vLLM where it runs
+- ``cpu``: no GPU; the embedded offline model, short completions, minutes not hours
+- ``ci``: ``cpu`` shrunk to seconds per notebook
+
+``GRPO_PROFILE`` overrides the choice (CI and Binder set it). Notebooks read their row with
+:func:`profile_settings`, their parameters (``None``: the profile's value) applied on top.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 
 from helpers.runtime.hardware import Hardware, detect
+from helpers.runtime.settings import Settings
 
 PROFILES = ("colab-t4", "gpu", "cpu", "ci")
 PROFILE_ENV = "GRPO_PROFILE"
+
+_SFT_GPU = dict(sft_learning_rate=2e-4, sft_warmup_ratio=0.1, sft_train_problems=256, compliance_max_new_tokens=256)
+_SAVE = dict(save_steps=50, save_total_limit=2, grpo_warmup_ratio=0.1, train_levels=(1, 2, 3))
+
+PROFILE_TABLE: dict[str, Settings] = {
+    # Colab's free T4: 15 GB, fp16, no vLLM (the `t4` extra), so gpu_memory_utilization is unused there. A 1.5B
+    # instruct model in 16-bit with rank-64 LoRA fits; lr 5e-6 as in Unsloth's GRPO notebooks.
+    "colab-t4": Settings(
+        profile="colab-t4", model_name="unsloth/Qwen2.5-1.5B-Instruct", max_seq_length=1024, lora_rank=64,
+        gpu_memory_utilization=0.6,
+        sft_steps=60, sft_batch_size=4, sft_gradient_accumulation_steps=2, compliance_prompts=32, **_SFT_GPU,
+        grpo_steps=250, grpo_learning_rate=5e-6, num_generations=8, max_completion_length=512, grpo_batch_size=8,
+        grpo_temperature=1.0, grpo_data="gsm8k", group_filter="off", **_SAVE,
+        eval_problems=200, eval_max_new_tokens=512, eval_gsm8k_problems=None),
+    # gpu: 300 GRPO steps of 2 prompts x 16 completions x 512 tokens at lr 2e-5 after a 30-step SFT warm-up
+    # (format, not answers: GRPO is left the accuracy to learn); measured with the embedded model on an H200
+    # through Unsloth + vLLM (README "Results on a GPU").
+    "gpu": Settings(
+        profile="gpu", model_name="unsloth/Qwen2.5-3B-Instruct", max_seq_length=2048, lora_rank=64,
+        gpu_memory_utilization=0.7,
+        sft_steps=30, sft_batch_size=8, sft_gradient_accumulation_steps=1, compliance_prompts=64, **_SFT_GPU,
+        grpo_steps=300, grpo_learning_rate=2e-5, num_generations=16, max_completion_length=512, grpo_batch_size=32,
+        grpo_temperature=1.0, grpo_data="gsm8k", group_filter="off", **_SAVE,
+        eval_problems=500, eval_max_new_tokens=512, eval_gsm8k_problems=None),
+    # cpu (benchmarks/learning.md): a 24-step SFT warm-up at 5e-4 learns the format and part of the arithmetic;
+    # 14 GRPO steps of 2 prompts x 4 completions x 80 tokens at T 0.7, lr 1e-4 (~20 s each on 2 cores), groups
+    # without reward spread dropped from the loss (+0/+14/+3 points over the warm-up against -11/+6/-2 when
+    # resampled). GSM8K is skipped in the evaluation: the 135M model solves about 1 problem in 64.
+    "cpu": Settings(
+        profile="cpu", model_name=None, max_seq_length=512, lora_rank=64, gpu_memory_utilization=0.0,
+        sft_steps=24, sft_learning_rate=5e-4, sft_batch_size=4, sft_gradient_accumulation_steps=1,
+        sft_warmup_ratio=0.1, sft_train_problems=256, compliance_prompts=16, compliance_max_new_tokens=96,
+        grpo_steps=14, grpo_learning_rate=1e-4, num_generations=4, max_completion_length=80, grpo_batch_size=8,
+        grpo_temperature=0.7, grpo_warmup_ratio=0.1, save_steps=8, save_total_limit=2, grpo_data="synthetic",
+        train_levels=(1, 2, 3), group_filter="drop",
+        eval_problems=64, eval_max_new_tokens=96, eval_gsm8k_problems=0),
+    # ci: seconds per notebook; 3 GRPO steps (~20 s each on a busy 2-core machine); a GSM8K slice of 4 exercises
+    # that path.
+    "ci": Settings(
+        profile="ci", model_name=None, max_seq_length=256, lora_rank=64, gpu_memory_utilization=0.0,
+        sft_steps=4, sft_learning_rate=1e-3, sft_batch_size=4, sft_gradient_accumulation_steps=1,
+        sft_warmup_ratio=0.0, sft_train_problems=256, compliance_prompts=4, compliance_max_new_tokens=48,
+        grpo_steps=3, grpo_learning_rate=1e-4, num_generations=4, max_completion_length=24, grpo_batch_size=4,
+        grpo_temperature=1.0, grpo_warmup_ratio=0.0, save_steps=2, save_total_limit=2, grpo_data="synthetic",
+        train_levels=(1, 2, 3), group_filter="off",
+        eval_problems=8, eval_max_new_tokens=32, eval_gsm8k_problems=4),
+}
 
 
 class ProfileError(ValueError):
@@ -55,64 +111,24 @@ def use_profile(profile: str | None = None) -> str:
     return resolved
 
 
-@dataclass(frozen=True)
-class Settings:
-    profile: str
-    model_name: str | None  # None: the embedded offline model (helpers.model.embedded.EMBEDDED_MODEL)
-    max_seq_length: int
-    lora_rank: int
-    gpu_memory_utilization: float
-    # generation and GRPO sizes
-    num_generations: int
-    max_completion_length: int
-    per_device_batch_size: int
-    grpo_steps: int
-    sft_steps: int
-    # evaluation
-    eval_problems: int
-    eval_max_new_tokens: int
-    # GRPO data and zero-spread groups (synthetic problems: helpers.data.problems levels; helpers.train.group_filter modes)
-    grpo_levels: tuple[int, ...] = (1, 2, 3)
-    group_filter: str = "off"
+def profile_settings(profile: str | None = None, **values) -> Settings:
+    """The row of ``profile`` (default: detected, or ``$GRPO_PROFILE``) with ``values`` applied; a value of
+    ``None`` keeps the profile's, so a notebook passes its parameters as they are. An unknown name is refused
+    (one line, with the names that exist); a new ``num_generations`` that the profile's batch does not hold
+    whole sets ``grpo_batch_size`` to one group per step.
 
-
-_TABLE = {
-    # Colab's free T4: 15 GB, fp16, no vLLM (the `t4` extra: benchmarks/t4.md), so gpu_memory_utilization
-    # is unused there. A 1.5B instruct model in 16-bit with rank-64 LoRA fits.
-    "colab-t4": Settings("colab-t4", "unsloth/Qwen2.5-1.5B-Instruct", 1024, 64, 0.6, 8, 512, 8, 250, 60, 200, 512),
-    # gpu: 300 GRPO steps of 2 prompts x 16 completions x 512 tokens after a 30-step SFT warm-up (format,
-    # not answers: GRPO is left the accuracy to learn); measured with the embedded model on an H200
-    # through Unsloth + vLLM (README "Results on a GPU", benchmarks/gpu_e2e/).
-    "gpu": Settings("gpu", "unsloth/Qwen2.5-3B-Instruct", 2048, 64, 0.7, 16, 512, 32, 300, 30, 500, 512),
-    # cpu (issue 15, benchmarks/learning.md): a 24-step SFT warm-up learns the format and part of the
-    # arithmetic; 14 GRPO steps of 2 prompts x 4 completions x 80 tokens (~20 s each on 2 cores) then
-    # train on the answers, zero-spread groups dropped from the loss (helpers.train.group_filter): against
-    # resampling them, GRPO's gain over the warm-up was +0/+14/+3 points instead of -11/+6/-2 on the same
-    # warm-ups, and the steps are cheaper. README "Results" has what it reached.
-    "cpu": Settings("cpu", None, 512, 64, 0.0, 4, 80, 8, 14, 24, 64, 96, group_filter="drop"),
-    # ci: 3 GRPO steps (~20 s each on a busy 2-core machine) keep notebook 07 under two minutes.
-    "ci": Settings("ci", None, 256, 64, 0.0, 4, 24, 4, 3, 4, 8, 32),
-}
-
-
-def settings(profile: str | None = None, **overrides) -> Settings:
-    """The sizes for ``profile`` (default: the detected or ``GRPO_PROFILE`` one), with ``overrides`` applied."""
-    profile = profile or pick_profile()
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
-    return replace(_TABLE[profile], **overrides)
-
-
-def check_overrides(cls, overrides: dict, what: str) -> None:
-    """Refuse keyword ``overrides`` that are not fields of the settings dataclass ``cls`` (one line naming the
-    fields); ``what`` names the stage in the message ("SFT", "GRPO")."""
-    names = {f.name for f in fields(cls)}
-    unknown = set(overrides) - names
+    >>> profile_settings("ci", grpo_steps=7, sft_steps=None).grpo_steps, profile_settings("ci").sft_steps
+    (7, 4)
+    """
+    profile = check_profile(profile or pick_profile())
+    names = {f.name for f in fields(Settings)} - {"profile"}
+    unknown = sorted(set(values) - names)
     if unknown:
-        raise TypeError(f"unknown {what} setting(s) {sorted(unknown)}; fix: use one of {sorted(names)}.")
-
-
-def settings_table(obj) -> str:
-    """A settings dataclass (``SFTSettings``, ``GRPOSettings``) as text: one line per field with its value and
-    its help text, as notebooks 06 and 07 show them."""
-    return "\n".join(f"{f.name:>28} = {getattr(obj, f.name)!s:<10}  {f.metadata.get('help', '')}" for f in fields(obj))
+        raise TypeError(f"unknown setting(s) {unknown}; fix: use one of {sorted(names)}.")
+    given = {k: v for k, v in values.items() if v is not None}
+    row = PROFILE_TABLE[profile]
+    generations = given.get("num_generations")
+    if generations and "grpo_batch_size" not in given and isinstance(generations, int) and generations > 0 \
+            and row.grpo_batch_size % generations:
+        given["grpo_batch_size"] = generations
+    return replace(row, **given)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from helpers.files.atomic import atomic_folder
-from helpers.model.adapters import check_adapter_dir
+from helpers.model.adapters import check_adapter_dir, demo_adapter, load_adapter
+from helpers.runtime.distributed import barrier, is_main_process, world_size
 
 
 def model_bytes(model, *, trainable_only: bool = False, bytes_per_param: int | None = None) -> int:
@@ -71,3 +73,40 @@ def save_adapter(model, tokenizer, dest: str | os.PathLike, *, info: dict | None
         if not (staging / "adapter_model.safetensors").exists():
             raise RuntimeError(f"saving wrote no adapter_model.safetensors to {staging}; fix: pass a PEFT (LoRA) model.")
     return dest
+
+
+RECIPE_ARGS = ("max_steps", "learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_grad_norm",
+               "per_device_train_batch_size", "gradient_accumulation_steps", "num_generations",
+               "max_completion_length", "temperature", "beta", "loss_type", "scale_rewards", "reward_weights",
+               "max_length", "seed")
+
+
+def save_trained(trainer, tokenizer, dest: str | os.PathLike, *, stage: str, **info) -> Path:
+    """Save the adapter ``trainer`` trained to ``dest`` (:func:`save_adapter`, atomic) with ``training.json``:
+    the ``stage``, the base model, the steps, the number of processes, the recipe's arguments of the trainer's
+    config (``RECIPE_ARGS``) and ``info`` (dataclasses, e.g. the profile's settings, as dicts). Rank 0 writes; every process returns once the adapter is on disk."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    info = {k: asdict(v) if is_dataclass(v) else v for k, v in info.items()}
+    config = {k: getattr(trainer.args, k) for k in RECIPE_ARGS if hasattr(trainer.args, k)}
+    record = {"stage": stage, "base_model": getattr(getattr(model, "config", None), "name_or_path", None),
+              "steps": trainer.state.global_step, "processes": world_size(), "config": config, **info}
+    if is_main_process():
+        save_adapter(model, tokenizer, dest, info=record)
+    barrier()
+    return Path(dest)
+
+
+def adapter_to_export(model, adapters: dict[str, Path], folder: str | os.PathLike):
+    """``(peft_model, folders)``: ``model`` with the last adapter trained (``adapters``: ``find_adapters``' GRPO,
+    else SFT), or, when there is none, an untrained demo adapter (random weights: it changes outputs and knows
+    nothing), said in one line either way; ``folders`` maps each export ("lora", "merged_16bit", "gguf") to its
+    folder under ``folder``, named ``demo_*`` for the demo adapter so it is never mistaken for a trained one."""
+    final = next(reversed(adapters), None)
+    if final is None:
+        print("no trained adapter in this run folder: exporting an UNTRAINED demo adapter (random weights), only to "
+              "show how saving works; run notebooks 06 and 07 first for a real one", flush=True)
+        peft_model, prefix = demo_adapter(model), "demo_"
+    else:
+        print(f"exporting the {final.upper()} adapter from {adapters[final]}", flush=True)
+        peft_model, prefix = load_adapter(model, adapters[final]), ""
+    return peft_model, {name: Path(folder) / f"{prefix}{name}" for name in ("lora", "merged_16bit", "gguf")}

@@ -6,18 +6,22 @@ while writing can also leave a half-written ``trainer_state.json`` or truncated 
 therefore counts as complete only if its files read back (:func:`checkpoint_problem`), and
 :func:`newest_checkpoint` falls back to the next older one. Damaged folders are never deleted:
 :func:`set_aside_damaged` renames them to ``damaged-checkpoint-N`` (kept for the user, invisible to
-transformers' checkpoint rotation, which globs ``checkpoint-*``). ``helpers.train.grpo`` re-exports these.
+transformers' checkpoint rotation, which globs ``checkpoint-*``). :func:`resume_point` applies the policy before GRPO trains.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
 
-from helpers.files.atomic import unused_path
+from helpers.files.atomic import retire_stale_adapter, unused_path
 from helpers.files.integrity import file_problem
+from helpers.runtime.distributed import is_main_process
+
+log = logging.getLogger(__name__)
 
 
 def _step(path: Path) -> int:
@@ -125,11 +129,32 @@ def _set_aside(stage: Path) -> Path | None:
     return aside
 
 
-def _checkpoint_bytes(model) -> int:
-    """About the size of one checkpoint: the trainable weights, twice that for Adam's moments (fp32),
-    and room for the tokenizer files and states saved beside them."""
-    try:
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    except Exception:
-        return 0
-    return trainable * 4 * 3 + 16 * 2**20
+def resume_point(folder: str | os.PathLike, resume: bool | None) -> Path | None:
+    """GRPO's checkpoint policy, applied before the trainer is built; returns the checkpoint to resume from.
+
+    ``resume=True``: checkpoints that do not read back are moved aside (``damaged-checkpoint-N``) and the
+    newest complete one is returned (``None``, a fresh start, when there is none). ``resume=False``: the earlier
+    run's checkpoints, adapter and metrics are moved to ``<stage>/previous-<time>/``. ``resume=None``: a folder
+    that holds checkpoints is refused (:class:`CheckpointsExistError`). A fresh start also moves an older run's
+    final adapter aside, so it never sits beside the new metrics. Only rank 0 moves anything; every process
+    reads the same newest checkpoint."""
+    folder = Path(folder)
+    check_checkpoints(folder, resume)
+    main = is_main_process()
+    resumed_from = None
+    if resume:
+        for path in set_aside_damaged(folder) if main else ():
+            log.warning("moved aside a checkpoint that does not read back (a kill while saving, or a damaged "
+                        "file): %s", path)
+        resumed_from = newest_checkpoint(folder)
+        if main:
+            print(f"resuming from {resumed_from}" if resumed_from else f"resume=True but no checkpoint in {folder}: "
+                  "starting fresh", flush=True)
+    elif resume is False and main and (aside := _set_aside(folder.parent)):
+        print(f"resume=False: starting over; the earlier run's checkpoints, adapter and metrics are in {aside}",
+              flush=True)
+    if main:
+        if resumed_from is None:
+            retire_stale_adapter(folder.parent / "adapter")
+        folder.mkdir(parents=True, exist_ok=True)
+    return resumed_from

@@ -1,7 +1,7 @@
 """Zero-spread groups in GRPO: drop them, or replace them with groups that have a learning signal.
 
 A group whose completions all score the same has advantage 0 and teaches nothing (see
-``helpers.train.grpo``); TRL logs their share as ``frac_reward_zero_std`` and trains on them anyway. Two
+notebook 07); TRL logs their share as ``frac_reward_zero_std`` and trains on them anyway. Two
 ways past them, switched by :class:`GroupFilter` ``mode`` and built on TRL 1.15's extension point
 ``GRPOTrainer._generate_and_score_completions`` (subclassed by :func:`filtered_trainer_class`):
 

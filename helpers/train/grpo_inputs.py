@@ -1,5 +1,5 @@
-"""What GRPO is given, checked before training: reward functions that fail with their own name
-(:class:`GuardedReward`) and a dataset that holds what they read (:func:`check_dataset`)."""
+"""GRPO's dataset, checked before training (:func:`grpo_dataset`): a ``datasets.Dataset`` with a ``prompt`` column
+and every column the reward functions read, without the prompts that leave no room for a completion."""
 
 from __future__ import annotations
 
@@ -7,11 +7,7 @@ import inspect
 
 from helpers.data.problems import filter_prompt_length
 from helpers.rewards.guard import _name
-from helpers.train.grpo_config import GRPOSettings
-
-# ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
+from helpers.runtime.settings import Settings
 
 _TRL_KWARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric",
                "environments", "self"}
@@ -60,13 +56,16 @@ def check_dataset(dataset, funcs=()) -> None:
                              "(helpers.data.problems builds it) or drop that reward function.")
 
 
-def _filter_long_prompts(dataset, tokenizer, settings: GRPOSettings):
-    if settings.max_seq_length is None or "prompt" not in dataset.column_names:
+def grpo_dataset(dataset, reward_funcs, tokenizer, settings: Settings):
+    """``dataset`` checked (:func:`check_dataset`) and without the rows whose rendered prompt is longer than
+    ``settings.max_seq_length - settings.max_completion_length`` tokens (TRL >= 1.0 has no
+    ``max_prompt_length``); every prompt too long is refused with the fix."""
+    check_dataset(dataset, reward_funcs)
+    if "prompt" not in dataset.column_names:
         return dataset
     budget = settings.max_seq_length - settings.max_completion_length
     kept = filter_prompt_length(dataset, tokenizer, budget)
     if len(kept) == 0:
         raise ValueError(f"every prompt is longer than {budget} tokens (max_seq_length {settings.max_seq_length} - "
-                         f"max_completion_length {settings.max_completion_length}); fix: raise max_seq_length or "
-                         "lower max_completion_length.")
+                         f"max_completion_length {settings.max_completion_length}); fix: lower max_completion_length.")
     return kept

@@ -1,7 +1,6 @@
 """The policy GRPO trains: the base model with a LoRA adapter, started from the SFT warm-up's adapter
 (``<run>/sft/adapter``) when there is one, else fresh; a damaged or mismatched adapter is one line
-(:class:`helpers.model.adapters.AdapterLoadError`), never a silent fresh start. ``helpers.train.grpo`` re-exports
-:func:`load_policy`."""
+(:class:`helpers.model.adapters.AdapterLoadError`), never a silent fresh start."""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from helpers.model.adapters import AdapterLoadError, check_adapter_dir
 from helpers.model.load import load_model
 from helpers.model.lora import add_lora
 from helpers.runtime.hardware import detect
-from helpers.runtime.profiles import pick_profile, settings
+from helpers.runtime.profiles import pick_profile, profile_settings
 
 
 def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None = None, model_name: str | None = None,
@@ -48,7 +47,7 @@ def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None
         model, _ = add_lora(model, rank, alpha=alpha, gradient_checkpointing=gc)
         _load_adapter_weights(model, adapter)
         return model, tokenizer, f"SFT adapter {adapter}"
-    model, _ = add_lora(model, lora_rank or settings(profile).lora_rank, gradient_checkpointing=gc)
+    model, _ = add_lora(model, lora_rank or profile_settings(profile).lora_rank, gradient_checkpointing=gc)
     return model, tokenizer, "base model + fresh LoRA"
 
 

@@ -1,51 +1,30 @@
-"""The optional SFT warm-up: teach the reasoning *format* on worked solutions before GRPO.
+"""The SFT warm-up's data and checks: teach the reasoning *format* on worked solutions before GRPO (notebook 06
+builds ``SFTConfig`` and ``SFTTrainer`` itself).
 
-GRPO learns only from differences between the completions of one prompt: a model that never
-writes ``<reasoning>…</reasoning><answer>…</answer>`` scores 0 on every format reward in every
-group, so it gets no signal at all (the embedded 135M model is such a model). A short supervised
-warm-up on formatted reasoning traces fixes that, as in Unsloth's GRPO notebooks.
+GRPO learns only from differences between the completions of one prompt: a model that never writes
+``<reasoning>…</reasoning><answer>…</answer>`` scores 0 on every format reward in every group, so it gets no
+signal at all (the embedded 135M model is such a model). A short supervised warm-up on formatted reasoning
+traces fixes that, as in Unsloth's GRPO notebooks.
 
-- **Data**: prompt-completion rows (``prompt`` = the system prompt + question, ``completion`` = one
-  assistant message with a worked solution in the format). Offline the synthetic generator's traces
-  (``helpers.data.synthetic.synthetic_dataset``); otherwise any dataset with those columns, or a ``messages``
-  column (whole conversations, the last message the assistant's), see :func:`sft_dataset`.
-- **Loss on the responses only**: the model should learn to *answer* in the format, not to recite
-  the system prompt. With unsloth (GPU) the rows are rendered to text and Unsloth's
-  ``train_on_responses_only`` masks everything but the assistant turns; elsewhere TRL's own
-  completion-only loss does it (``SFTConfig.completion_only_loss``, on for prompt-completion data).
-- **Checkpoint**: the LoRA adapter (and tokenizer) go to ``<run>/sft/adapter``, written to a
-  temporary folder and renamed into place, so a killed run never leaves half an adapter there; an
-  older warm-up's adapter is first moved to ``<run>/sft/previous-adapters/``, so a killed run never
-  leaves it beside the new metrics either. ``helpers.train.policy.load_policy`` starts GRPO from it.
-- **Report**: format compliance (the share of strictly formatted completions, greedy decoding) on
-  held-out prompts before and after, saved to ``<run>/sft/summary.json``.
+- **Data** (:func:`sft_dataset`): prompt-completion rows; offline the synthetic generator's worked solutions,
+  otherwise any dataset with those columns, or a ``messages`` column.
+- **Loss on the responses only** (:func:`responses_only`): the model should learn to *answer* in the format,
+  not to recite the system prompt. TRL's completion-only loss does it for prompt-completion data; on
+  Unsloth's path the rows are rendered to text and Unsloth's ``train_on_responses_only`` masks everything
+  but the assistant turns (:func:`mask_prompts`).
+- **Measured** (:func:`format_compliance_rate`): the share of strictly formatted greedy completions of
+  held-out prompts, before and after.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
-from typing import Any
 
-from helpers.dashboard.callback import attach
 from helpers.data.synthetic import synthetic_dataset
-from helpers.files.atomic import retire_stale_adapter
-from helpers.files.disk import on_full_disk
-from helpers.files.runs import RunLayout
 from helpers.generate.chat import generate
-from helpers.model.lora import add_lora
 from helpers.rewards.functions import FormatCompliance
 from helpers.runtime.distributed import unsloth_path
 from helpers.runtime.hardware import detect
-from helpers.runtime.profiles import settings
-from helpers.runtime.threads import cpu_threads
-from helpers.save.adapter import save_adapter
-from helpers.train.cpu_compat import patch_trl_for_cpu
-from helpers.train.sft_config import SFTSettings
 
 log = logging.getLogger(__name__)
 
@@ -141,152 +120,24 @@ def format_compliance_rate(model, tokenizer, prompts, *, max_new_tokens: int = 1
     return sum(scores) / len(scores), completions
 
 
-# ---------------------------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class SFTResult:
-    """What the warm-up did: where the adapter is, the steps, and compliance before and after."""
-
-    adapter: Path
-    steps: int
-    seconds: float
-    compliance_before: float
-    compliance_after: float
-    samples_before: list[str]
-    samples_after: list[str]
-    responses_only: str  # how the loss was restricted to the responses
-    trainer: Any = field(default=None, repr=False)
-
-    def summary(self) -> dict:
-        """The result as JSON-ready values (the trainer left out)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "trainer"}
-        out["adapter"] = str(self.adapter)
-        return out
-
-    def __str__(self) -> str:
-        return (f"SFT: {self.steps} steps in {self.seconds:.0f} s ({self.responses_only}); format compliance on "
-                f"held-out prompts {self.compliance_before:.0%} -> {self.compliance_after:.0%}; adapter: {self.adapter}")
+def responses_only(dataset, tokenizer, hw=None) -> tuple[object, dict]:
+    """``(train_dataset, sft_config_args)`` that restrict the loss to the responses: prompt-completion rows and
+    ``completion_only_loss=True`` (TRL's own masking), or on Unsloth's path the rows rendered to one ``text``
+    each with ``dataset_text_field="text"`` (then :func:`mask_prompts` masks the prompts)."""
+    if unsloth_path(detect() if hw is None else hw):
+        return _as_text_dataset(dataset, tokenizer), {"dataset_text_field": "text"}
+    return dataset, {"completion_only_loss": True}
 
 
-def _held_out_prompts(held_out, count: int, seed: int) -> list:
-    if count == 0:
-        return []
-    if held_out is None:
-        held_out = synthetic_dataset(count, seed=seed + 1_000_003)  # another seed: not the training problems
-    prompts = list(held_out["prompt"]) if hasattr(held_out, "column_names") else list(held_out)
-    return prompts[:count]
+def mask_prompts(trainer, tokenizer, hw=None):
+    """On Unsloth's path, Unsloth's ``train_on_responses_only`` on ``trainer`` (markers read from the chat
+    template: :func:`response_markers`); elsewhere ``trainer`` as it is (TRL's completion-only loss). Returns
+    the trainer to use."""
+    if not unsloth_path(detect() if hw is None else hw):
+        return trainer
+    from unsloth.chat_templates import train_on_responses_only  # heavy: GPU with unsloth only
 
-
-def train_sft(model, tokenizer, dataset=None, *, settings: SFTSettings | None = None, held_out=None,
-              run_dir: str | os.PathLike | None = None, dashboard: bool | dict = True, callbacks=None,
-              lora_rank: int | None = None, profile: str | None = None, **overrides) -> SFTResult:
-    """Warm the model up on formatted reasoning traces; save the adapter for GRPO; report compliance.
-
-    ``model``: a LoRA model (``helpers.model.lora.add_lora``) or a plain one (LoRA is added, rank from the
-    profile); ``dataset``: see :func:`sft_dataset` (``None``: synthetic traces); ``held_out``: rows
-    with a ``prompt`` column (or a list of prompts) for the compliance check (``None``: fresh
-    synthetic problems); ``settings``/``overrides``: :class:`SFTSettings`; ``dashboard``: attach
-    ``helpers.dashboard.callback`` (``True``, or a dict of its options), writing ``<run>/sft/metrics.jsonl``.
-    """
-    hw = detect()
-    unsloth = unsloth_path(hw)  # the same path load_model took (helpers.runtime.distributed)
-    if unsloth:
-        import unsloth as _unsloth  # noqa: F401  (patches TRL before its trainers are used)
-    patch_trl_for_cpu()
-    settings = settings or SFTSettings.for_profile(profile, **overrides)
-    layout = RunLayout(run_dir)
-    data = sft_dataset(dataset, n=max(64, settings.max_steps * settings.per_device_train_batch_size
-                                          * settings.gradient_accumulation_steps), seed=settings.seed)
-    prompts = _held_out_prompts(held_out, settings.compliance_prompts, settings.seed)
-    model = _ensure_lora(model, settings.profile, lora_rank, settings.seed)
-
-    with cpu_threads(settings.cpu_threads):
-        return _train_sft(model, tokenizer, data, prompts, settings, layout, hw, unsloth, dashboard, callbacks)
-
-
-def _train_sft(model, tokenizer, data, prompts, settings, layout, hw, unsloth, dashboard, callbacks) -> SFTResult:
-    retire_stale_adapter(layout.sft_adapter)  # never an older warm-up's adapter beside this run's metrics
-    before, samples_before = format_compliance_rate(model, tokenizer, prompts,
-                                                    max_new_tokens=settings.compliance_max_new_tokens)
-    log.info("format compliance before SFT: %.2f", before)
-
-    from trl import SFTTrainer
-
-    if unsloth:
-        args = settings.to_trl(layout.stage("sft") / "checkpoints", hw, completion_only=False)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=_as_text_dataset(data, tokenizer),
-                             processing_class=tokenizer, callbacks=callbacks)
-        from unsloth.chat_templates import train_on_responses_only
-
-        instruction, response = response_markers(tokenizer)
-        trainer = train_on_responses_only(trainer, instruction_part=instruction, response_part=response)
-        how = "unsloth train_on_responses_only"
-    else:
-        args = settings.to_trl(layout.stage("sft") / "checkpoints", hw)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                             callbacks=callbacks)
-        how = "TRL completion_only_loss"
-    if dashboard:
-        from transformers.trainer_callback import PrinterCallback
-
-        attach(trainer, layout.root, "sft", **(dashboard if isinstance(dashboard, dict) else {}))
-        trainer.remove_callback(PrinterCallback)  # the dashboard prints (or draws) each step already
-
-    start = time.perf_counter()
-    with on_full_disk(layout.stage("sft"), what="the SFT metrics and plots"):
-        trainer.train()
-    seconds = time.perf_counter() - start
-
-    after, samples_after = format_compliance_rate(model, tokenizer, prompts,
-                                                  max_new_tokens=settings.compliance_max_new_tokens)
-    result = SFTResult(layout.sft_adapter, trainer.state.global_step, seconds, before, after, samples_before,
-                       samples_after, how, trainer)
-    info = {"stage": "sft", "base_model": getattr(model.config, "name_or_path", None), "profile": settings.profile,
-            "settings": asdict(settings), **{k: v for k, v in result.summary().items() if not k.startswith("samples")}}
-    save_adapter(model, tokenizer, layout.sft_adapter, info=info)
-    (layout.stage("sft") / "summary.json").write_text(json.dumps(result.summary(), indent=2))
-    return result
-
-
-def read_curves(history, result: SFTResult | None = None) -> str:
-    """A short reading of a warm-up's curves (``helpers.dashboard.metrics.read_metrics`` rows) and result."""
-    rows = [r for r in history if r.get("loss") is not None]
-    if not rows:
-        return "No SFT step was logged yet."
-    k = max(1, len(rows) // 3)
-
-    def trend(key):
-        values = [r[key] for r in rows if r.get(key) is not None]
-        return (sum(values[:k]) / len(values[:k]), sum(values[-k:]) / len(values[-k:])) if values else None
-
-    lines = [f"{len(rows)} logged steps."]
-    loss = trend("loss")
-    lines.append(f"- loss (on the responses only) {loss[0]:.3g} in the first third -> {loss[1]:.3g} in the last: "
-                 + ("the model is learning the traces' layout and wording." if loss[1] < loss[0] else
-                    "not falling: raise the learning rate or the steps, or check the data."))
-    accuracy = trend("mean_token_accuracy")
-    if accuracy:
-        lines.append(f"- next-token accuracy on the responses {accuracy[0]:.0%} -> {accuracy[1]:.0%}: the format is "
-                     "fixed text, so it is learned first; the numbers inside take longer.")
-    if result is not None:
-        lines.append(f"- format compliance on held-out prompts (greedy): {result.compliance_before:.0%} before, "
-                     f"{result.compliance_after:.0%} after.")
-        lines.append("  GRPO needs completions whose rewards differ within a group; a model that writes the format "
-                     "at least sometimes gives the format and correctness rewards something to compare."
-                     if result.compliance_after > 0 else
-                     "  Still 0%: GRPO would see no reward spread from the format rewards; train longer first.")
-    lines.append("A warm-up should stop early: a few dozen steps teach the format; many more start to teach the "
-                 "traces' answers by heart, which is GRPO's job to improve on.")
-    return "\n".join(lines)
-
-
-def _ensure_lora(model, profile: str, rank: int | None, seed: int):
-    if getattr(model, "peft_config", None):
-        return model
-    model, report = add_lora(model, rank or settings(profile).lora_rank, gradient_checkpointing=detect().cuda,
-                             seed=seed)
-    log.info("%s", report)
-    return model
+    instruction, response = response_markers(tokenizer)
+    return train_on_responses_only(trainer, instruction_part=instruction, response_part=response)
