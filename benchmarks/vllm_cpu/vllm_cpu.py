@@ -18,8 +18,8 @@ kept. One warm-up call each beforehand; the engine's start is timed apart.
 Needs vLLM: run it with the vLLM stage's environment (``.ci/vllm-stage --install-only`` builds
 ``.venv-vllm``):
 
-    VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python benchmarks/vllm_cpu.py \
-        --problems 32 --max-new-tokens 128 --out benchmarks/results/vllm_cpu.json
+    VLLM_CPU_KVCACHE_SPACE=1 .venv-vllm/bin/python benchmarks/vllm_cpu/vllm_cpu.py \
+        --problems 32 --max-new-tokens 128 --out runs/vllm_cpu/default_binding.json
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     report = {
         "what": "held-out evaluation throughput, greedy, vLLM (vllm-cpu) vs transformers, same prompts, same numerics",
         "command": " ".join(f"{k}={os.environ[k]}" for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_NUM_OF_RESERVED_CPU")
-                            if k in os.environ) + " .venv-vllm/bin/python benchmarks/vllm_cpu.py " + " ".join(
+                            if k in os.environ) + " .venv-vllm/bin/python benchmarks/vllm_cpu/vllm_cpu.py " + " ".join(
             argv if argv is not None else sys.argv[1:]),
         "model": "embedded SmolLM2-135M-Instruct (helpers.model.embedded.embedded_model_path)", "dtype": a.dtype,
         "problems": a.problems, "max_new_tokens": a.max_new_tokens, "transformers_batch_size": a.batch_size,

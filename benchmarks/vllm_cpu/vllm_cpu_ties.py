@@ -1,11 +1,11 @@
 """Where vLLM's and transformers' greedy completions differ on the benchmark's held-out set, is it a tie?
 
-The 64 problems and 96 tokens of ``benchmarks/vllm_cpu.py`` (base model, float32): vLLM's greedy tokens,
+The 64 problems and 96 tokens of ``benchmarks/vllm_cpu/vllm_cpu.py`` (base model, float32): vLLM's greedy tokens,
 checked teacher-forced against transformers as ``tests/test_vllm_cpu.py`` checks them (every token must be
 transformers' argmax; where one is not, the gap between transformers' two best logits there), and compared
 as texts with transformers' own batched greedy decoding (``generate_completions``, batches of 16).
 
-    VLLM_CPU_KVCACHE_SPACE=1 VLLM_CPU_NUM_OF_RESERVED_CPU=0 .venv-vllm/bin/python benchmarks/vllm_cpu_ties.py [--no-lora]
+    VLLM_CPU_KVCACHE_SPACE=1 VLLM_CPU_NUM_OF_RESERVED_CPU=0 .venv-vllm/bin/python benchmarks/vllm_cpu/vllm_cpu_ties.py [--no-lora]
 
 The engine is the benchmark's (LoRA slots of rank 16, the base model requested) unless ``--no-lora``.
 """
@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 if __name__ == "__main__":  # vLLM starts its engine core in a spawned process
