@@ -1,9 +1,10 @@
 """One cpu-profile recipe end to end through the helpers API: SFT warm-up -> GRPO -> greedy evaluation
 of base / SFT / SFT+GRPO on the 64 held-out synthetic problems and the paraphrased set.
 
-    python benchmarks/recipe_sweep.py --config benchmarks/sweeps/NAME.json --seed 3407 --out DIR
+    python benchmarks/recipe_sweep/recipe_sweep.py --config benchmarks/recipe_sweep/configs/NAME.json --seed 3407 --out DIR
 
-The config is a JSON object whose keys override :data:`DEFAULTS` (the current cpu default recipe).
+The config is a JSON object whose keys override :data:`DEFAULTS` (the cpu recipe before issue 15: ``a_old_default``;
+every other config in ``configs/`` names its changes to it).
 Writes ``DIR/result.json`` (accuracy and format per set and model, the gain of GRPO over SFT, GRPO's
 sampled accuracy in the first and last fifth of its steps, zero-spread groups, timings). Runs on a
 CPU or on CUDA; on CUDA it uses float32 and plain transformers (no Unsloth, no vLLM), so its numbers
@@ -19,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 DEFAULTS = dict(
@@ -139,7 +140,7 @@ def run(config: dict, seed: int, out: Path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="JSON file: keys override DEFAULTS ({} = the current default)")
+    parser.add_argument("--config", required=True, help="JSON file: keys override DEFAULTS ({} = the recipe before issue 15)")
     parser.add_argument("--seed", type=int, default=3407)
     parser.add_argument("--out", required=True, help="run folder (result.json goes here)")
     parser.add_argument("--override", default="{}", help="JSON object applied over the config (e.g. a larger "
