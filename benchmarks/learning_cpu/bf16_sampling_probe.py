@@ -1,7 +1,7 @@
 """Issue 15 lever: sampling GRPO's 8 rows x 80 tokens on the CPU with bf16 weights instead of float32 (the
-machine has AVX512-BF16). One torch thread, median of 3, the embedded model; see benchmarks/learning.md.
+machine has AVX512-BF16). One torch thread, median of 3, the embedded model; see benchmarks/learning_cpu/README.md.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bf16_sampling_probe.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/learning_cpu/bf16_sampling_probe.py
 """
 
 from __future__ import annotations

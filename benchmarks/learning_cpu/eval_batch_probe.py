@@ -1,6 +1,6 @@
 """Notebook 08's evaluation on a CPU at several batch sizes: wall time and whether every problem scores the same.
 
-    python benchmarks/eval_batch_probe.py RUN_DIR 16 32 48 16 32 48     # RUN_DIR from `grpo-notebooks run --profile cpu`
+    python benchmarks/learning_cpu/eval_batch_probe.py RUN_DIR 16 32 48 16 32 48     # RUN_DIR from `grpo-notebooks run --profile cpu`
 
 Evaluates RUN_DIR's SFT adapter on the cpu profile's held-out sets (64 synthetic + 32 paraphrased problems, greedy,
 96 new tokens, two torch threads) with ``helpers.evaluate.evaluation.evaluate_sets`` once per batch size given, in that order
@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main(run_dir: str, sizes: list[int]) -> None:
