@@ -1,6 +1,10 @@
-"""Colab T4 rehearsal on a larger GPU (benchmarks/gpu_e2e/launch.sh, job ``t4``): every Python process, the notebook
-kernels included, sees a GPU without bf16 (so the suite picks fp16, as on a T4) and may use at most 15 GiB of it; at
-exit it writes its peak GPU memory to $GRPO_T4_PEAK_DIR/<pid>.json. The speed is the larger GPU's, not a T4's."""
+"""Colab T4 rehearsal on a larger GPU: with this folder on ``PYTHONPATH`` every Python process, the notebook kernels
+included, sees a GPU without bf16 (so the suite picks fp16, as on a T4) and may use at most 15 GiB of it; at exit it
+writes its peak GPU memory to $GRPO_T4_PEAK_DIR/<pid>.json. The speed is the larger GPU's, not a T4's.
+
+    PYTHONPATH=benchmarks/learning_gpu/t4_rehearsal GRPO_NO_VLLM=1 GRPO_T4_PEAK_DIR=runs/t4/peak \
+        grpo-notebooks run --profile colab-t4 --out runs/t4 --from 6 -p grpo_steps=30 -p eval_problems=64
+"""
 import atexit
 import json
 import os
