@@ -218,8 +218,8 @@ def _suite_config(args, profile, output_dir, gen_batch, dtype_name, model):
     the rollout engine ``helpers.generate.backends.grpo_backend`` picks for ``model`` (as ``train_grpo`` does)."""
     import trl
 
-    from helpers.train.grpo_config import GRPOSettings
     from helpers.generate.backends import grpo_backend
+    from helpers.train.grpo_config import GRPOSettings
 
     settings = GRPOSettings.for_profile(
         profile, max_steps=args.steps, num_generations=args.G, per_device_train_batch_size=args.G,

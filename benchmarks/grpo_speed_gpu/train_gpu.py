@@ -44,10 +44,10 @@ def main(argv=None):
     from grpo_gpu import MODELS
 
     from helpers.data.synthetic import synthetic_dataset
-    from helpers.train.grpo import train_grpo
     from helpers.model.load import load_model
     from helpers.model.lora import add_lora
     from helpers.rewards.reward_set import reward_functions
+    from helpers.train.grpo import train_grpo
 
     t0 = time.perf_counter()
     overrides = dict(max_steps=a.steps, save_steps=a.save_steps)

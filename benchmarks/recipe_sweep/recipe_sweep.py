@@ -54,14 +54,14 @@ def run(config: dict, seed: int, out: Path) -> dict:
     from helpers.data.synthetic import synthetic_dataset
     from helpers.evaluate.evaluation import evaluate_sets
     from helpers.evaluate.held_out import held_out_sets
-    from helpers.train.grpo_config import GRPOSettings
-    from helpers.train.policy import load_policy
-    from helpers.train.grpo import train_grpo
+    from helpers.files.runs import RunLayout
     from helpers.model.load import load_model
     from helpers.rewards.reward_set import reward_functions
-    from helpers.files.runs import RunLayout
-    from helpers.train.sft_config import SFTSettings
+    from helpers.train.grpo import train_grpo
+    from helpers.train.grpo_config import GRPOSettings
+    from helpers.train.policy import load_policy
     from helpers.train.sft import sft_dataset, train_sft
+    from helpers.train.sft_config import SFTSettings
 
     cuda = torch.cuda.is_available()
     precision = dict(bf16=False, fp16=False) if cuda else {}

@@ -81,12 +81,12 @@ def main(argv=None) -> int:
     from vllm import LLM
 
     from helpers.data.chat_template import render_prompt
-    from helpers.generate.completions import generate_completions
     from helpers.evaluate.held_out import held_out_sets
+    from helpers.generate.completions import generate_completions
     from helpers.generate.vllm_requests import vllm_engine_kwargs, vllm_lora_id
+    from helpers.model.adapters import demo_adapter
     from helpers.model.embedded import embedded_model_path
     from helpers.model.load import load_model
-    from helpers.model.adapters import demo_adapter
     from helpers.save.adapter import save_lora
 
     me = psutil.Process()

@@ -23,8 +23,8 @@ if __name__ == "__main__":  # vLLM starts its engine core in a spawned process
     from vllm import LLM
 
     from helpers.data.chat_template import render_prompt
-    from helpers.generate.completions import generate_completions
     from helpers.evaluate.held_out import held_out_sets
+    from helpers.generate.completions import generate_completions
     from helpers.generate.vllm_requests import vllm_engine_kwargs
     from helpers.model.embedded import embedded_model_path
     from helpers.model.load import load_model
