@@ -2,7 +2,7 @@
 GRPOTrainer makes it generate (inside Unsloth's RL generation scope, TRL's sampling settings), timed per token
 for several batch sizes and options, and one short rollout under torch.profiler.
 
-    python benchmarks/decode_probe.py --shape smollm2-1.7b --tokens 1024 --batches 16 32 --profile-tokens 64 \
+    python benchmarks/grpo_speed_gpu/decode_probe.py --shape smollm2-1.7b --tokens 1024 --batches 16 32 --profile-tokens 64 \
         --out probe.json --profile-out probe_profile.txt
 """
 
@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv=None):
@@ -36,11 +36,11 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
 
-    from helpers.runtime import speed_options as gpu_speed  # SPLIT:gpu_speed
+    from helpers.runtime import speed_options as gpu_speed
 
     applied = gpu_speed.apply(a.speed)
     import torch
-    from grpo_gpu import MODELS, prompts
+    from grpo_gpu import MODELS, SHAPES, build, prompts
     from transformers import GenerationConfig
     from unsloth import FastLanguageModel
     from unsloth.models import _decode_graphs
@@ -48,6 +48,8 @@ def main(argv=None):
     from helpers.model.load import load_model
     from helpers.model.lora import add_lora
 
+    if a.shape in SHAPES and not (MODELS / a.shape / "config.json").exists():
+        build([a.shape])
     model, tok = load_model(str(MODELS / a.shape), profile="gpu", max_seq_length=a.tokens + 256)
     model, _ = add_lora(model, 64)
     gen_cfg = GenerationConfig(max_new_tokens=a.tokens, do_sample=True, pad_token_id=tok.pad_token_id,

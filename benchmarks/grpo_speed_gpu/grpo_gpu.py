@@ -5,14 +5,14 @@ Sides (each run is its own process: ``import unsloth`` patches transformers and 
 - ``suite``: ``helpers.model.load.load_model(folder)`` (Unsloth ``FastLanguageModel`` on a GPU with unsloth
   installed), ``helpers.model.lora.add_lora`` (rank 64, Unsloth gradient checkpointing), the GRPO config of
   ``helpers.train.grpo`` for the profile (when that module exists; else the same settings written here), TRL's
-  ``GRPOTrainer`` as Unsloth patched it, plus ``helpers.runtime.hardware.speed_options`` options when asked for.
+  ``GRPOTrainer`` as Unsloth patched it, plus ``helpers.runtime.speed_options`` options when asked for.
 - ``trl``: transformers ``AutoModelForCausalLM`` (bf16, SDPA) + a PEFT ``LoraConfig`` (rank 64, the seven
   projections), TRL 1.15 ``GRPOTrainer`` with gradient checkpointing; no unsloth anywhere in the process.
   ``--vllm``: TRL's own vLLM engine in colocate mode generates (the multi-GPU path's engine).
 
 The models are random-weight models of real shapes (SmolLM2 family, Qwen2.5) with SmolLM2's real tokenizer
-(``--tok``; Qwen's own tokenizer is not available offline, so the Qwen2.5 shapes use SmolLM2's vocabulary of
-49,152). Random weights almost never emit EOS (about 1 in 49,152 tokens), so every completion runs to its full
+(``--tok``, default: the embedded SmolLM2-135M-Instruct's, which ``helpers.model.embedded`` builds once; pad token
+``<|im_end|>``, as measured; the Qwen2.5 shapes use SmolLM2's vocabulary of 49,152 too). Random weights almost never emit EOS (about 1 in 49,152 tokens), so every completion runs to its full
 length and the cost does not depend on the weights. Same prompts (~80-token chat prompts), same reward, same
 sampling (temperature 1, no top-k/top-p) on both sides.
 
@@ -22,9 +22,11 @@ rollout share (``_generate_single_turn``, synchronised), rollout tokens per seco
 seconds) and, on the suite side, Unsloth's CUDA-graph decode counters. One ``RESULT {json}`` line is printed
 and, with ``--out``, written as JSON.
 
-    python benchmarks/grpo_gpu.py build --tok .anchor/tok --shapes smollm2-360m smollm2-1.7b
-    python benchmarks/grpo_gpu.py run --side suite --shape smollm2-1.7b --G 16 --L 1024 --steps 5 --out r.json
-    python benchmarks/grpo_gpu.py table benchmarks/results/*.json
+    python benchmarks/grpo_speed_gpu/grpo_gpu.py build --shapes smollm2-360m smollm2-1.7b   # `run` builds a missing one
+    python benchmarks/grpo_speed_gpu/grpo_gpu.py run --side suite --shape smollm2-1.7b --G 16 --L 1024 --steps 5 --out r.json
+    python benchmarks/grpo_speed_gpu/grpo_gpu.py table runs/grpo_speed/*.json
+
+The models are saved under $GRPO_GPU_MODELS (default: <temp>/grpo_gpu_models).
 """
 
 from __future__ import annotations
@@ -33,14 +35,13 @@ import argparse
 import json
 import os
 import random
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODELS = Path(os.environ.get("GRPO_GPU_MODELS", Path(tempfile.gettempdir()) / "grpo_gpu_models"))
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 RANK = 64
@@ -62,11 +63,22 @@ SHAPES = {
 }
 
 
-def build(shapes, tok_dir, dtype_name="bfloat16"):
+def tokenizer_folder(tok_dir=None) -> Path:
+    """``tok_dir``, or the embedded SmolLM2-135M-Instruct's folder (SmolLM2's tokenizer), built on first use."""
+    if tok_dir:
+        return Path(tok_dir)
+    sys.path.insert(0, str(ROOT))
+    from helpers.model.embedded import embedded_model_path
+
+    return embedded_model_path()
+
+
+def build(shapes, tok_dir=None, dtype_name="bfloat16"):
     import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Qwen2Config
 
     dtype = getattr(torch, dtype_name)
+    tokenizer = None
     for shape in shapes:
         folder = MODELS / shape
         if (folder / "config.json").exists():
@@ -86,8 +98,10 @@ def build(shapes, tok_dir, dtype_name="bfloat16"):
             model = AutoModelForCausalLM.from_config(cfg, dtype=dtype)
         tmp = Path(tempfile.mkdtemp(dir=MODELS.parent if MODELS.parent.exists() else None))
         model.save_pretrained(tmp)
-        for f in Path(tok_dir).iterdir():
-            shutil.copy(f, tmp)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(tok_dir))
+            tokenizer.pad_token = "<|im_end|>"  # id 2, as the model configs above and the measured runs' tokenizer
+        tokenizer.save_pretrained(tmp)
         MODELS.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, folder)
         print("built", shape, f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params ->", folder)
@@ -246,13 +260,15 @@ def run(args):
     if args.mem_cap_gib:
         total = torch.cuda.get_device_properties(0).total_memory
         torch.cuda.set_per_process_memory_fraction(min(1.0, args.mem_cap_gib * 2**30 / total), 0)
+    if args.shape in SHAPES and not (MODELS / args.shape / "config.json").exists():
+        build([args.shape], args.tok)
     path = str(MODELS / args.shape) if args.shape in SHAPES else args.shape
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     speed = {}
     if args.side == "suite":
         sys.path.insert(0, str(ROOT))
         os.environ["GRPO_PROFILE"] = args.profile
-        from helpers.runtime import speed_options as gpu_speed  # SPLIT:gpu_speed
+        from helpers.runtime import speed_options as gpu_speed
 
         # The options measured are exactly --speed ("none" or nothing: Unsloth as it comes); helpers.model.load and
         # helpers.model.lora read them through $GRPO_GPU_SPEED instead of their machine defaults.
@@ -388,11 +404,12 @@ def main(argv=None):
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="save random-weight models of real shapes with SmolLM2's tokenizer")
     b.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), required=True)
-    b.add_argument("--tok", required=True, help="folder of SmolLM2's tokenizer files")
+    b.add_argument("--tok", default=None, help="a folder with SmolLM2's tokenizer (default: the embedded model's)")
     b.add_argument("--dtype", default="bfloat16")
     r = sub.add_parser("run", help="one GRPO run of one side; prints RESULT {json}")
     r.add_argument("--side", choices=("suite", "trl"), required=True)
-    r.add_argument("--shape", required=True, help="a shape name (built with `build`) or a model folder")
+    r.add_argument("--shape", required=True, help="a shape name (built on first use) or a model folder")
+    r.add_argument("--tok", default=None, help="a shape's tokenizer when it is built here (default: the embedded model's)")
     r.add_argument("--G", type=int, default=8, help="generations per prompt (= per-device batch)")
     r.add_argument("--L", type=int, default=256, help="completion tokens")
     r.add_argument("--steps", type=int, default=5)
@@ -401,7 +418,7 @@ def main(argv=None):
     r.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
     r.add_argument("--mem-cap-gib", type=float, default=None, help="cap GPU memory (set_per_process_memory_fraction)")
     r.add_argument("--gen-batch", type=int, default=1, help="steps_per_generation: prompts generated at once")
-    r.add_argument("--speed", nargs="*", default=None, help="suite side: helpers.runtime.hardware.speed_options options")
+    r.add_argument("--speed", nargs="*", default=None, help="suite side: helpers.runtime.speed_options options")
     r.add_argument("--vllm", action="store_true", help="trl side: TRL's vLLM engine in colocate mode (+ PEFT)")
     r.add_argument("--vllm-memory", type=float, default=0.3, help="trl side with --vllm: vLLM's share of the GPU")
     r.add_argument("--env", nargs="*", default=None, help="KEY=VALUE set before any import")

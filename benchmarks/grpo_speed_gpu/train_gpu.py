@@ -2,10 +2,10 @@
 (TRL's GRPOTrainer as Unsloth patches it, checkpoints) with helpers.dashboard.callback.callback writing metrics JSONL and PNG curves,
 on the suite's synthetic arithmetic problems and reward functions (helpers.data.problems.problems, helpers.rewards.functions.functions).
 
-The model is a local folder (``benchmarks/grpo_gpu.py build``: random weights of a real shape with SmolLM2's
+The model is a local folder (``benchmarks/grpo_speed_gpu/grpo_gpu.py build``: random weights of a real shape with SmolLM2's
 real tokenizer), so the run measures the path and its cost; random weights earn no reward worth learning from.
 
-    python benchmarks/train_gpu.py --shape smollm2-360m --steps 30 --run-dir /tmp/run --speed fast_rollout
+    python benchmarks/grpo_speed_gpu/train_gpu.py --shape smollm2-360m --steps 30 --G 16 --L 256 --save-steps 15 --run-dir runs/train30
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main(argv=None):
@@ -35,13 +35,13 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     os.environ["GRPO_PROFILE"] = a.profile
-    from helpers.runtime import speed_options as gpu_speed  # SPLIT:gpu_speed
+    from helpers.runtime import speed_options as gpu_speed
 
-    if a.speed:  # else: the suite's defaults for this machine (helpers.runtime.hardware.speed_options.defaults)
+    if a.speed:  # else: the suite's defaults for this machine (helpers.runtime.speed_options.defaults)
         os.environ[gpu_speed.ENV] = ",".join(o for o in a.speed if o != "none") or "none"
     applied = {"options": ",".join(gpu_speed.defaults()) if not a.speed else os.environ[gpu_speed.ENV]}
     import torch
-    from grpo_gpu import MODELS
+    from grpo_gpu import MODELS, SHAPES, build
 
     from helpers.data.synthetic import synthetic_dataset
     from helpers.model.load import load_model
@@ -55,6 +55,8 @@ def main(argv=None):
         overrides.update(num_generations=a.G, per_device_train_batch_size=a.G)
     if a.L:
         overrides.update(max_completion_length=a.L)
+    if a.shape in SHAPES and not (MODELS / a.shape / "config.json").exists():
+        build([a.shape])  # random weights of the shape, the embedded model's tokenizer (grpo_gpu.py)
     model, tok = load_model(str(MODELS / a.shape) if not os.path.isdir(a.shape) else a.shape, profile=a.profile)
     model, report = add_lora(model, 64)
     print(report, flush=True)
