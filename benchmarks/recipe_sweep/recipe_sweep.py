@@ -1,7 +1,7 @@
 """One cpu-profile recipe end to end through the helpers API: SFT warm-up -> GRPO -> greedy evaluation
 of base / SFT / SFT+GRPO on the 64 held-out synthetic problems and the paraphrased set.
 
-    python benchmarks/recipe_sweep/recipe_sweep.py --config benchmarks/recipe_sweep/configs/NAME.json --seed 3407 --out DIR
+    python benchmarks/recipe_sweep/recipe_sweep.py --config benchmarks/recipe_sweep/configs/d_filter_drop.json --seed 3407 --out DIR
 
 The config is a JSON object whose keys override :data:`DEFAULTS` (the cpu recipe before issue 15: ``a_old_default``;
 every other config in ``configs/`` names its changes to it).
