@@ -38,4 +38,7 @@ def main(run_dir: str, sizes: list[int]) -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2 or not (Path(sys.argv[1]) / "sft" / "adapter").is_dir():
+        raise SystemExit("usage: eval_batch_probe.py RUN_DIR [BATCH ...]; fix: RUN_DIR is a finished "
+                         "`grpo-notebooks run --profile cpu` folder (it needs RUN_DIR/sft/adapter)")
     main(sys.argv[1], [int(x) for x in sys.argv[2:]] or [16, 32])
