@@ -38,11 +38,14 @@ def summarize(folder: Path) -> dict:
     for line in memory.read_text().splitlines() if memory.exists() else ():
         gpu, used = (x.strip() for x in line.split(","))
         peak[gpu] = max(peak[gpu], float(used) / 1024)
+    wall = folder / "wall"  # "END START" in seconds since the epoch, written by measure.sh
+    end, start = (float(x) for x in wall.read_text().split()) if wall.exists() else (None, None)
     return {"gpus": processes, "steps_timed": len(steady), "completions_per_step": per_step,
             "median_step_s": rounded(statistics.median(r["step_time"] for r in steady), 4),
             "completions_per_s": rounded(per_step * len(steady) / seconds, 4),
             "tokens_per_s": rounded(tokens / seconds, 2), "mean_length": rounded(tokens / (per_step * len(steady)), 2),
-            "peak_gib_per_gpu": [rounded(v, 3) for _, v in sorted(peak.items())]}
+            "peak_gib_per_gpu": [rounded(v, 3) for _, v in sorted(peak.items())],
+            "wall_s": None if end is None else rounded(end - start, 1)}
 
 
 def build(raw: Path) -> dict:
@@ -68,10 +71,11 @@ def render(tables: dict) -> dict[str, str]:
                    f"{r['speedup_completions']:.2f}× ({r['speedup_tokens']:.2f}×)")
         rows.append([r["run"], r["gpus"], r["steps_timed"], r["completions_per_step"], f"{r['median_step_s']:.2f}",
                      f"{r['completions_per_s']:.1f}", f"{r['tokens_per_s']:,.0f}", f"{r['mean_length']:.0f}",
-                     ", ".join(f"{v:.1f}" for v in r["peak_gib_per_gpu"]) or "n/a", speedup])
+                     ", ".join(f"{v:.1f}" for v in r["peak_gib_per_gpu"]) or "n/a", speedup,
+                     "-" if r["wall_s"] is None else f"{r['wall_s'] / 60:.1f}"])
     return {"runs": markdown(["run", "GPUs", "steps timed", "completions/step", "median s/step", "completions/s",
                               "completion tokens/s", "mean length", "peak memory per GPU (GiB, nvidia-smi)",
-                              "speed-up over 1 GPU, completions/s (tokens/s)"], rows)}
+                              "speed-up over 1 GPU, completions/s (tokens/s)", "wall min (measure.sh)"], rows)}
 
 
 if __name__ == "__main__":
