@@ -231,7 +231,7 @@ def test_killed_run_resumes_without_gap_or_duplicate(tmp_path):
     # a save the kill interrupted: a checkpoint folder without trainer_state.json must not be resumed from
     fake_checkpoint(checkpoints, killed_at + 1, complete=False)
 
-    second = subprocess.run(cmd + ["-p", "resume=True"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(cmd + ["--resume"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert f"resuming from {checkpoints / f'checkpoint-{every}'}" in second.stdout, second.stdout[-2000:]
     partial = checkpoints / f"checkpoint-{killed_at + 1}"  # removed, or written again whole by the resumed run

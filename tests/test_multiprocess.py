@@ -27,7 +27,7 @@ def test_two_processes_write_one_run_folder(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "GRPO_PROFILE": "ci", "OMP_NUM_THREADS": "1"}
     cmd = [str(ACCELERATE), "launch", "--config_file", str(REPO / "configs" / "accelerate_multi_gpu.yaml"),
            "--num_processes", "2", "-m", "helpers.run.cli", "stage", "7", "--out", str(run), "--profile", "ci",
-           "-p", "from_sft=False", "-p", "grpo_steps=3", "-p", "grpo_train_problems=16", "-p", "resume=False"]
+           "-p", "from_sft=False", "-p", "grpo_steps=3", "-p", "grpo_train_problems=16", "--fresh"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]

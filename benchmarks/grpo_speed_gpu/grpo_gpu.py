@@ -227,26 +227,28 @@ def _precision(dtype_name):
     return dict(fp16=dtype_name == "fp16", bf16=dtype_name == "bf16")
 
 
-def _suite_config(args, profile, output_dir, gen_batch, dtype_name, model):
-    """The suite's GRPO config (helpers.train.grpo_config.GRPOSettings for ``profile``) sized to the benchmark's work, with
-    the rollout engine ``helpers.generate.backends.grpo_backend`` picks for ``model`` (as ``train_grpo`` does)."""
+def _suite_config(args, profile, output_dir, gen_batch, dtype_name, model, tok=None):
+    """Notebook 07's GRPOConfig (its recipe arguments, with ``helpers.train.trainer_args``' machine and rollout
+    arguments) sized to the benchmark's work, with the rollout engine ``helpers.generate.backends.grpo_backend``
+    picks for ``model``, as notebook 07's ``grpo_rollouts`` does."""
     import trl
 
     from helpers.generate.backends import grpo_backend
-    from helpers.train.grpo_config import GRPOSettings
+    from helpers.train.trainer_args import machine_args, rollout_args
 
-    settings = GRPOSettings.for_profile(
-        profile, max_steps=args.steps, num_generations=args.G, per_device_train_batch_size=args.G,
-        max_completion_length=args.L, max_seq_length=args.max_seq or args.L + 256, learning_rate=5e-6, beta=0.0, temperature=1.0,
-        save_steps=10**6, logging_steps=1, **_precision(dtype_name))
     backend = grpo_backend(model)
-    kwargs = settings.trl_kwargs(output_dir, use_vllm=backend.name == "vllm")
+    kwargs = dict(output_dir=str(output_dir), max_steps=args.steps, per_device_train_batch_size=args.G,
+                  num_generations=args.G, max_completion_length=args.L, temperature=1.0, learning_rate=5e-6,
+                  warmup_steps=0.1, weight_decay=0.001, max_grad_norm=0.1, beta=0.0, loss_type="dapo",
+                  scale_rewards="group", save_steps=10**6, logging_steps=1, **machine_args(),
+                  **rollout_args(backend, tok))
+    kwargs.update(_precision(dtype_name))
     # Same work as the plain-TRL side: Unsloth would turn on DAPO's mask_truncated_completions when it is left
     # unset, and every random-weight completion is truncated, so every gradient would be zero.
     kwargs["mask_truncated_completions"] = False
     if gen_batch > 1:
         kwargs["steps_per_generation"] = gen_batch
-    return trl.GRPOConfig(**kwargs), f"helpers.train.grpo_config.GRPOSettings.for_profile(...).trl_kwargs(); rollouts: {backend}"
+    return trl.GRPOConfig(**kwargs), f"notebook 07's GRPOConfig arguments (helpers.train.trainer_args); rollouts: {backend}"
 
 
 def run(args):
@@ -286,7 +288,7 @@ def run(args):
         elif getattr(model, "_fast_sampler", None):
             speed["fast_rollout"] = "installed by helpers.model.lora.add_lora"
         config, config_source = _suite_config(args, args.profile, Path(tempfile.mkdtemp()), args.gen_batch, args.dtype,
-                                              model)
+                                              model, tok)
         peft_config = None
     else:
         from peft import LoraConfig

@@ -1,14 +1,17 @@
-"""One cpu-profile recipe end to end through the helpers API: SFT warm-up -> GRPO -> greedy evaluation
-of base / SFT / SFT+GRPO on the 64 held-out synthetic problems and the paraphrased set.
+"""One recipe end to end through the notebooks' own cells (05 → 06 → 07 → 08, run in this process by
+``helpers.run.stage.run_notebook``, the code ``grpo-notebooks run`` executes), on the ``cpu`` profile, and its
+numbers in one ``result.json``: accuracy and format per held-out set and model, the gain of GRPO over SFT, GRPO's
+sampled accuracy in the first and last fifth of its steps, zero-spread groups, timings.
 
     python benchmarks/recipe_sweep/recipe_sweep.py --config benchmarks/recipe_sweep/configs/d_filter_drop.json --seed 3407 --out DIR
 
-The config is a JSON object whose keys override :data:`DEFAULTS` (the cpu recipe before issue 15: ``a_old_default``;
-every other config in ``configs/`` names its changes to it).
-Writes ``DIR/result.json`` (accuracy and format per set and model, the gain of GRPO over SFT, GRPO's
-sampled accuracy in the first and last fifth of its steps, zero-spread groups, timings). Runs on a
-CPU or on CUDA; on CUDA it uses float32 and plain transformers (no Unsloth, no vLLM), so its numbers
-follow the CPU's (sampling on another device draws other random numbers: same recipe, other draws).
+A config is a JSON object of notebook parameters (``grpo-notebooks params`` lists them: ``grpo_learning_rate``,
+``grpo_temperature``, ``num_generations``, ``train_levels``, ``group_filter``, ``sft_steps``, ``eval_problems``, ...)
+and, for what a notebook writes as a literal in a cell (notebook 07's ``loss_type``, 05's reward weights), ``"edits"``:
+``{"07": [["old text", "new text"], ...]}`` applied to a copy of that notebook, as a learner would edit the cell.
+The configs of the two recorded sweeps (``configs/``) use the former script's keys, which are translated
+(``OLD_KEYS``); they ran at commits 1b0c22f and b442f5c (README). On CUDA the job runs float32 plain transformers
+(no Unsloth, no vLLM), so its numbers follow the CPU's recipe.
 """
 
 from __future__ import annotations
@@ -17,130 +20,109 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-DEFAULTS = dict(
-    sft_steps=8, sft_learning_rate=5e-4, sft_problems=256, sft_levels=[1, 2, 3],
-    grpo_steps=24, prompts_per_step=2, num_generations=4, max_completion_length=80, temperature=1.0,
-    learning_rate=1e-4, grpo_levels=[1, 2, 3], grpo_problems=200, scale_rewards="group", loss_type="dapo",
-    beta=0.0, weights=None, closeness_tolerance=0.5, group_filter=None, warmup_ratio=0.1,
-    eval_problems=64, paraphrased_problems=64, eval_max_new_tokens=96, include_base=True,
-)
+OLD_KEYS = {"temperature": "grpo_temperature", "learning_rate": "grpo_learning_rate", "grpo_levels": "train_levels",
+            "grpo_problems": "grpo_train_problems", "sft_problems": "sft_train_problems"}
+_OLD_EDITS = {  # the former script's keys for what notebook cells now write as literals
+    "loss_type": ("07", 'loss_type="dapo"', 'loss_type="{}"'),
+    "scale_rewards": ("07", 'scale_rewards="group"', 'scale_rewards="{}"'),
+}
 
 
-def _fifths(history: list[dict], key: str):
-    values = [r[key] for r in history if r.get(key) is not None]
-    if not values:
-        return None
-    k = max(1, len(values) // 5)
-    return [sum(values[:k]) / k, sum(values[-k:]) / k]
+def translate(config: dict) -> tuple[dict, dict]:
+    """``(notebook parameters, cell edits)`` of a config, old keys translated; keys that cannot be are refused."""
+    params, edits = {}, {k: [tuple(e) for e in v] for k, v in config.get("edits", {}).items()}
+    for key, value in config.items():
+        if key == "edits" or key == "paraphrased_problems":  # the paraphrased set is half of eval_problems now
+            continue
+        if key == "group_filter":
+            params[key] = (value or {}).get("mode", "off") if not isinstance(value, str) else value
+        elif key in _OLD_EDITS:
+            notebook, old, new = _OLD_EDITS[key]
+            edits.setdefault(notebook, []).append((old, new.format(value)))
+        elif key in ("weights", "closeness_tolerance", "prompts_per_step", "sft_levels"):
+            raise SystemExit(f"config key {key!r}: not a notebook parameter; fix: an 'edits' entry for notebook 05 "
+                             "or 07's cell (see this script's docstring).")
+        else:
+            params[OLD_KEYS.get(key, key)] = list(value) if isinstance(value, list) else value
+    return params, edits
+
+
+def _notebook(number: str, edits: list, folder: Path) -> Path:
+    (path,) = (ROOT / "notebooks").glob(f"{number}_*.ipynb")
+    if not edits:
+        return path
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    for old, new in edits:
+        cells = [c for c in notebook["cells"] if old in "".join(c["source"])]
+        if len(cells) != 1:
+            raise SystemExit(f"edit {old!r}: found in {len(cells)} cells of {path.name}; fix: quote one cell's text.")
+        cells[0]["source"] = "".join(cells[0]["source"]).replace(old, new)
+    copy = folder / path.name
+    copy.write_text(json.dumps(notebook), encoding="utf-8")
+    return copy
 
 
 def run(config: dict, seed: int, out: Path) -> dict:
-    unknown = set(config) - set(DEFAULTS)
-    if unknown:
-        raise SystemExit(f"unknown config keys {sorted(unknown)}; fix: use keys of DEFAULTS in {__file__}")
-    c = {**DEFAULTS, **config}
+    params, edits = translate(config)
+    import papermill as pm
     import torch
 
     if torch.cuda.is_available():  # mimic the CPU: plain transformers, float32
         sys.modules["unsloth"] = None  # importlib.util.find_spec("unsloth") is None: detect() says no unsloth
         sys.modules["vllm"] = None
-    os.environ["GRPO_PROFILE"] = "cpu"
-    from helpers.data.synthetic import synthetic_dataset
-    from helpers.evaluate.evaluation import evaluate_sets
-    from helpers.evaluate.held_out import held_out_sets
-    from helpers.files.runs import RunLayout
-    from helpers.model.load import load_model
-    from helpers.rewards.reward_set import reward_functions
-    from helpers.train.grpo import train_grpo
-    from helpers.train.grpo_config import GRPOSettings
-    from helpers.train.policy import load_policy
-    from helpers.train.sft import sft_dataset, train_sft
-    from helpers.train.sft_config import SFTSettings
+    from helpers.dashboard.metrics import read_metrics
+    from helpers.evaluate.scoring import paired_change
+    from helpers.run.stage import run_notebook
+    from helpers.train.curves import fifths
 
-    cuda = torch.cuda.is_available()
-    precision = dict(bf16=False, fp16=False) if cuda else {}
-    layout = RunLayout(out)
-    times = {}
-    t0 = time.perf_counter()
-
-    model, tokenizer = load_model(profile="cpu", dtype=torch.float32)
-    sft_settings = SFTSettings.for_profile("cpu", seed=seed, max_steps=c["sft_steps"],
-                                           learning_rate=c["sft_learning_rate"], **precision)
-    sft_data = sft_dataset(synthetic_dataset(c["sft_problems"], split="train", seed=seed,
-                                             difficulty=tuple(c["sft_levels"])))
-    held = synthetic_dataset(sft_settings.compliance_prompts, split="test", seed=seed)
-    sft = train_sft(model, tokenizer, sft_data, settings=sft_settings, held_out=held, run_dir=out,
-                    dashboard={"notebook": False, "plot_every": 0})
-    times["sft_s"] = round(time.perf_counter() - t0, 1)
-    del model, sft
-
-    t1 = time.perf_counter()
-    base, tokenizer = load_model(profile="cpu", dtype=torch.float32)
-    policy, tokenizer, _ = load_policy(out, profile="cpu", model=base, tokenizer=tokenizer)
-    grpo_settings = GRPOSettings.for_profile(
-        "cpu", seed=seed, max_steps=c["grpo_steps"], num_generations=c["num_generations"],
-        per_device_train_batch_size=c["prompts_per_step"] * c["num_generations"],
-        max_completion_length=c["max_completion_length"], temperature=c["temperature"],
-        learning_rate=c["learning_rate"], scale_rewards=c["scale_rewards"], loss_type=c["loss_type"],
-        beta=c["beta"], warmup_ratio=c["warmup_ratio"], save_steps=10_000, **precision)
-    data = synthetic_dataset(c["grpo_problems"], split="train", seed=seed, difficulty=tuple(c["grpo_levels"]))
-    rewards = reward_functions(c["weights"], tolerance=c["closeness_tolerance"])
-    extra = {}
-    if c["group_filter"]:
-        from helpers.train.group_filter import GroupFilter
-
-        extra["group_filter"] = GroupFilter(**c["group_filter"])
-    result = train_grpo(policy, tokenizer, data, rewards, settings=grpo_settings, run_dir=out,
-                        dashboard={"notebook": False, "plot_every": 0}, **extra)
-    times["grpo_s"] = round(time.perf_counter() - t1, 1)
-    times["grpo_step_s"] = round(result.seconds / max(result.steps, 1), 2)
-    history = result.history
-    del policy, result
-
-    t2 = time.perf_counter()
-    base, tokenizer = load_model(profile="cpu", dtype=torch.float32)
-    sets = held_out_sets(c["eval_problems"], gsm8k=False, paraphrased=c["paraphrased_problems"], profile="cpu")
-    tables = evaluate_sets(sets, layout, model=base, tokenizer=tokenizer, problems=c["eval_problems"],
-                           include_base=c["include_base"],
-                           max_new_tokens=c["eval_max_new_tokens"], profile="cpu", progress=False)
-    times["eval_s"] = round(time.perf_counter() - t2, 1)
-    times["total_s"] = round(time.perf_counter() - t0, 1)
-
-    scores = {}
-    for set_name, table in tables.items():
-        scores[set_name] = {s.name: {k: v for k, v in s.as_dict().items()
-                                     if k in ("strict_accuracy", "lenient_accuracy", "format_compliance", "strict_correct",
-                                              "formatted", "mean_completion_tokens", "truncated")}
-                            for s in table.scores}
-    gains = {name: round(100 * (s["grpo"]["strict_accuracy"] - s["sft"]["strict_accuracy"]), 1)
-             for name, s in scores.items() if "grpo" in s and "sft" in s}
+    times, namespaces = {}, {}
+    with tempfile.TemporaryDirectory() as folder:
+        for number in ("05", "06", "07", "08"):
+            path = _notebook(number, edits.get(number, []), Path(folder))
+            declared = set(pm.inspect_notebook(str(path)))
+            given = {"profile": "cpu", "run_dir": str(out), "seed": seed, **params}
+            start = time.perf_counter()
+            namespaces[number] = run_notebook(path, {k: v for k, v in given.items() if k in declared})
+            times[f"notebook_{number}_s"] = round(time.perf_counter() - start, 1)
+    unused = set(params) - {k for ns in namespaces.values() for k in ns}
+    if unused:
+        raise SystemExit(f"no notebook declares {sorted(unused)}; fix: use names `grpo-notebooks params` lists.")
+    history = [r for r in read_metrics(out / "grpo" / "metrics.jsonl") if r.get("reward") is not None]
+    scores, gains = {}, {}
+    for set_name, table in namespaces["08"]["tables"].items():
+        by_model = {s.name: s for s in table.scores}
+        scores[set_name] = {name: {k: v for k, v in s.as_dict().items()
+                                   if k in ("strict_accuracy", "lenient_accuracy", "format_compliance", "strict_correct",
+                                            "formatted", "mean_completion_tokens", "truncated")}
+                            for name, s in by_model.items()}
+        if "grpo" in by_model and "sft" in by_model:
+            gains[set_name] = paired_change(by_model["sft"].as_dict(), by_model["grpo"].as_dict())
     summary = {
-        "config": c, "seed": seed, "device": "cuda" if cuda else "cpu", "scores": scores,
-        "gain_points": gains,
-        "sampled_accuracy_fifths": _fifths(history, "rewards/accuracy/mean"),
-        "sampled_format_fifths": _fifths(history, "rewards/format_compliance/mean"),
-        "reward_fifths": _fifths(history, "reward"),
-        "frac_reward_zero_std_fifths": _fifths(history, "frac_reward_zero_std"),
+        "config": config, "parameters": params, "edits": edits, "seed": seed,
+        "device": "cuda" if torch.cuda.is_available() else "cpu", "scores": scores, "gain": gains,
+        **{f"{name}_fifths": fifths([r.get(key) for r in history]) for name, key in (
+            ("sampled_accuracy", "rewards/accuracy/mean"), ("sampled_format", "rewards/format_compliance/mean"),
+            ("reward", "reward"), ("frac_reward_zero_std", "frac_reward_zero_std"))},
         "filter": {k: sum(r.get(k, 0) or 0 for r in history) for k in
-                   ("group_filter/zero_spread", "group_filter/dropped", "group_filter/replaced",
-                    "group_filter/extra_rounds")},
+                   ("group_filter/zero_spread", "group_filter/dropped", "group_filter/replaced")},
         "times": times,
     }
     tmp = out / "result.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "result.json")
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    os.replace(tmp, out / "result.json")
     return summary
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="JSON file: keys override DEFAULTS ({} = the recipe before issue 15)")
+    parser.add_argument("--config", required=True, help="JSON file: notebook parameters (and cell edits)")
     parser.add_argument("--seed", type=int, default=3407)
     parser.add_argument("--out", required=True, help="run folder (result.json goes here)")
     parser.add_argument("--override", default="{}", help="JSON object applied over the config (e.g. a larger "
@@ -150,8 +132,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = run(config, args.seed, out)
-    print(json.dumps({k: summary[k] for k in ("gain_points", "sampled_accuracy_fifths", "times")}))
-    print(json.dumps({s: {m: v["strict_accuracy"] for m, v in d.items()} for s, d in summary["scores"].items()}))
+    print(json.dumps({k: summary[k] for k in ("gain", "sampled_accuracy_fifths", "times")}, default=str))
     return 0
 
 

@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     stage.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
                        help="a parameter of that notebook, typed like its parameters cell (repeatable)")
     stage.add_argument("--seed", type=int, help="the notebook's seed (default: its own)")
+    stage_again = stage.add_mutually_exclusive_group()
+    stage_again.add_argument("--resume", action="store_true", help="continue GRPO from its newest complete checkpoint")
+    stage_again.add_argument("--fresh", action="store_true", help="start over (earlier checkpoints are moved aside)")
     args = parser.parse_args(argv)
 
     if args.command == "info":
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         return params_command()
     elif args.command == "stage":
         stage_command(args.notebook, args.out, profile=args.profile, model=args.model, params=args.params,
-                      seed=args.seed)
+                      seed=args.seed, resume=True if args.resume else False if args.fresh else None)
     elif args.command == "run":
         run_suite(args.profile, args.out, args.first, args.last, seed=args.seed, model=args.model,
                   params=args.params, resume=args.resume, fresh=args.fresh)

@@ -72,9 +72,10 @@ def run_notebook(path: str | os.PathLike, parameters: dict | None = None, *, nam
 
 
 def stage_command(notebook: str, out: str, *, profile: str | None = None, model: str | None = None,
-                  params: list[str] | tuple = (), seed: int | None = None) -> dict:
+                  params: list[str] | tuple = (), seed: int | None = None, resume: bool | None = None) -> dict:
     """``grpo-notebooks stage NOTEBOOK --out RUN``: run one notebook (its number, e.g. ``7``, or a path) in this
-    process on the run folder ``out``, its ``-p`` values checked and typed as ``run`` checks them. Meant for
+    process on the run folder ``out``, its ``-p`` values checked and typed as ``run`` checks them; ``resume``: True
+    (``--resume``) continues GRPO from its newest checkpoint, False (``--fresh``) starts over. Meant for
     ``accelerate launch`` (every process runs the notebook; rank 0 writes the run folder). Returns the namespace."""
     import papermill as pm  # heavy: only to read the parameters cell
 
@@ -86,7 +87,7 @@ def stage_command(notebook: str, out: str, *, profile: str | None = None, model:
     run_dir = check_out(out)
     declared = pm.inspect_notebook(str(path))
     values = parse_parameters(list(params), {path.name: declared})[path.name]
-    given = {"profile": profile, "run_dir": str(run_dir), "model_name": model, "seed": seed}
+    given = {"profile": profile, "run_dir": str(run_dir), "model_name": model, "seed": seed, "resume": resume}
     values.update({k: v for k, v in given.items() if v is not None and k in declared})
     namespace = run_notebook(path, values)
     shutdown()  # else every NCCL rank warns at exit that destroy_process_group() was not called
