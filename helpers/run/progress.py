@@ -14,7 +14,6 @@ one (a resumed run cuts its metrics back to the checkpoint) is read from its new
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import threading
@@ -24,19 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from helpers.dashboard.pace import StepPace
+
 LOG_NAME = "run.log"
-
-
-def hms(seconds: float | None) -> str:
-    """``m:ss`` (``h:mm:ss`` from an hour).
-
-    >>> hms(75), hms(3725), hms(None)
-    ('1:15', '1:02:05', '?')
-    """
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 class RunLog:
@@ -95,25 +84,13 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-@dataclass
-class _Pace:
-    """Seconds per step from the records of this session (their ``time``), and the time left to ``total``."""
-
-    first: tuple[int, float] | None = None
-
-    def update(self, step: int, now: float, elapsed: float | None) -> float | None:
-        if self.first is None:  # the session began ``elapsed`` seconds before this record, one step earlier
-            self.first = (step - 1, now - elapsed) if elapsed is not None else (step, now)
-        done = step - self.first[0]
-        return (now - self.first[1]) / done if done > 0 else None
-
-
-def training_line(stage: str, row: Mapping[str, Any], total: int | None, pace: _Pace) -> str:
-    """One line for a logged training step (GRPO: reward, format compliance, accuracy; SFT: loss).
+def training_line(stage: str, row: Mapping[str, Any], total: int | None, pace: StepPace) -> str:
+    """One line for a logged training step (GRPO: reward, format compliance, accuracy; SFT: loss), with the
+    pace of :class:`helpers.dashboard.pace.StepPace` (fed the record's ``elapsed_s``, else its ``time``).
 
     >>> training_line("grpo", {"step": 1, "time": 10.0, "elapsed_s": 10.0, "reward": 0.5,
-    ...     "rewards/format_compliance/mean": 0.25, "rewards/accuracy/mean": 0.0}, 4, _Pace())
-    'grpo step 1/4 | reward 0.5 | format 25% | accuracy 0% | 10.0 s/step | 0:30 left'
+    ...     "rewards/format_compliance/mean": 0.25, "rewards/accuracy/mean": 0.0}, 4, StepPace())
+    'grpo step 1/4 | reward 0.5 | format 25% | accuracy 0% | estimating time left'
     """
     step = int(row["step"])
     parts = [f"{stage} step {step}/{total}" if total else f"{stage} step {step}"]
@@ -122,11 +99,9 @@ def training_line(stage: str, row: Mapping[str, Any], total: int | None, pace: _
                   f"accuracy {_pct(row.get('rewards/accuracy/mean'))}"]
     elif row.get("loss") is not None:
         parts.append(f"loss {_num(row['loss'])}")
-    rate = pace.update(step, float(row.get("time", time.time())), row.get("elapsed_s"))
-    if rate is not None:
-        parts.append(f"{rate:.1f} s/step")
-        if total:
-            parts.append(f"{hms(rate * max(total - step, 0))} left")
+    clock = row.get("elapsed_s")
+    pace.update(step, float(clock if clock is not None else row.get("time", time.time())))
+    parts.append(pace.text(total))
     return " | ".join(parts)
 
 
@@ -146,7 +121,7 @@ class _Watched:
     total: int | None = None
     seen: set = field(default_factory=set)
     stamp: tuple | None = None
-    pace: _Pace = field(default_factory=_Pace)
+    pace: StepPace = field(default_factory=StepPace)
 
 
 def _records(path: Path) -> list[dict]:
