@@ -1,11 +1,18 @@
 """How the suite starts Unsloth's vLLM engine (``helpers.model.load.load_model(fast_inference=True)``): the
-environment it runs with, how long it may take to come up, and how much GPU memory it takes."""
+environment it runs with, how long it may take to come up, how much GPU memory it takes, a start that
+Unsloth had to retry (:class:`EngineStartWatch`), and what the engine does with the LoRA adapter in GRPO's
+rollouts (:func:`adapter_in_rollouts`)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
+import sys
 
 from helpers.model.checks import ModelLoadError
+from helpers.runtime.notices import notice
 from helpers.runtime.threads import time_limit
 
 # The vLLM engine as the suite runs it (measured on an H200 with vLLM 0.26.0, 2026-11-29): in this
@@ -72,6 +79,132 @@ def engine_deadline(seconds: float):
     """
     return time_limit(seconds, lambda: EngineStartTimeout(f"the vLLM engine did not start within {seconds:.0f} s"))
 
+
+# ---------------------------------------------------------------------------------------------------
+# A start that Unsloth retried (issue 31)
+
+# unsloth_zoo 2026.10.9 ``vllm_utils.load_vllm`` (l. 5295-5420 of the wheel) starts the engine up to twice: a
+# start whose error mentions memory is retried with 3/4 of the sequences, the batched tokens capped to them
+# (``_shrink_for_memory_retry``, l. 3712) and ``gpu_memory_utilization`` x 0.85, after it prints
+# "Unsloth: Retrying vLLM to process {seqs} sequences and {tokens} tokens in tandem.\nError:\n{error}"; a
+# memory-profiling race (another process freed GPU memory while vLLM measured it) is retried unchanged, up to
+# 3 tries ("... Retrying the load unchanged (k of 3).\nError:\n{error}"). It only prints, inside the notebook.
+# vLLM 0.26.0 logs the sizes of each try: "non-default args: {...}" (entrypoints/serve/utils/api_utils.py
+# l. 273), "Available KV cache memory: %s GiB" (v1/worker/gpu_worker.py l. 561), the error "No available memory
+# for the cache blocks. ..." (v1/core/kv_cache_utils.py l. 759) and, once started, "GPU KV cache size: %s tokens"
+# (l. 2177). Seen on an H100 shared by two runs (2026-12-06): "-0.35 GiB", then a silent retry (243 s, not 150).
+_RETRY = re.compile(r"Unsloth: Retrying vLLM to process (\d+) sequences and (\d+) tokens in tandem")
+_RACE = re.compile(r"Retrying the load unchanged \((\d+) of (\d+)\)")
+_KV_MEMORY = re.compile(r"Available KV cache memory: (-?[\d.]+) GiB")
+_KV_TOKENS = re.compile(r"GPU KV cache size: ([\d,]+) tokens")
+_SIZES = {name: re.compile(rf"'{name}': ([\d.]+)")
+          for name in ("gpu_memory_utilization", "max_num_seqs", "max_num_batched_tokens")}
+
+
+class _Tee:
+    """``sys.stdout`` during an engine start: writes go through at once, whole lines also to ``watch.feed``."""
+
+    def __init__(self, stream, watch: EngineStartWatch):
+        self._stream, self._watch, self._partial, self.active = stream, watch, "", True
+
+    def write(self, text: str) -> int:
+        if self.active:
+            *lines, self._partial = (self._partial + text).split("\n")
+            for line in lines:
+                self._watch.feed(line)
+        return self._stream.write(text)
+
+    def __getattr__(self, name):  # flush, isatty, fileno, encoding ... of the real stream
+        return getattr(self._stream, name)
+
+
+class _Records(logging.Handler):
+    def __init__(self, watch: EngineStartWatch):
+        super().__init__()
+        self._watch = watch
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._watch.feed(record.getMessage())
+        except Exception:  # a record that cannot be formatted is not ours to report
+            pass
+
+
+class EngineStartWatch:
+    """Around Unsloth's ``from_pretrained(fast_inference=True)``: read what Unsloth prints and vLLM logs while
+    the engine starts, and if Unsloth had to start it again, say so in one line (:func:`notice`: the
+    notebook's output, and the console and ``run.log`` of ``grpo-notebooks run``): what failed, the sizes it
+    runs with, and the fix. Nothing is said when the first start worked, or when the load fails anyway (its
+    error says why)."""
+
+    def __init__(self) -> None:
+        self.shrunk = self.raced = 0
+        self.causes: list[str] = []
+        self.kv_memory_gib: list[float] = []
+        self.kv_tokens: str | None = None
+        self.sizes: dict[str, float] = {}
+        self._error_next = False
+
+    def feed(self, text: str) -> None:
+        """Read one line (or a multi-line message) of the start's output."""
+        for line in str(text).splitlines():
+            if self._error_next and line.strip():
+                self.causes.append(line.strip().split(". ")[0][:160])
+                self._error_next = False
+            elif line.strip() == "Error:" and (self.shrunk or self.raced) and len(self.causes) < self.shrunk + self.raced:
+                self._error_next = True
+            if _RETRY.search(line):
+                self.shrunk += 1
+            elif _RACE.search(line):
+                self.raced += 1
+            if found := _KV_MEMORY.search(line):
+                self.kv_memory_gib.append(float(found.group(1)))
+            if found := _KV_TOKENS.search(line):
+                self.kv_tokens = found.group(1)
+            if "non-default args:" in line:
+                self.sizes = {k: float(m.group(1)) for k, rx in _SIZES.items() if (m := rx.search(line))}
+
+    def line(self) -> str | None:
+        """The one line to report, or None when the first start worked."""
+        tries = self.shrunk + self.raced
+        if not tries:
+            return None
+        why = "; ".join(dict.fromkeys(self.causes)) or "see the notebook's output"
+        if self.shrunk and self.kv_memory_gib and min(self.kv_memory_gib) <= 0:
+            why += f"; KV cache memory {min(self.kv_memory_gib):g} GiB"
+        first = "the first start" if tries == 1 else f"the first {tries} starts"
+        if not self.shrunk:
+            return (f"vLLM engine: {first} failed ({why}) and Unsloth started it again unchanged; fix: a GPU that no "
+                    f"other run shares (another process freed GPU memory while vLLM measured it).")
+        share = self.sizes.get("gpu_memory_utilization")
+        runs = ", ".join(part for part in (
+            f"gpu_memory_utilization {share:.3g}" if share is not None else "",
+            f"{self.sizes['max_num_seqs']:.0f} sequences" if "max_num_seqs" in self.sizes else "",
+            f"{self.sizes['max_num_batched_tokens']:,.0f} batched tokens" if "max_num_batched_tokens" in self.sizes else "",
+            f"a KV cache of {self.kv_tokens} tokens" if self.kv_tokens else "") if part)
+        return (f"vLLM engine: {first} failed ({why}) and Unsloth started it again with smaller sizes"
+                + (f": {runs}" if runs else "") + f" (a slower load); fix: a GPU that no other run shares, or a smaller "
+                f"{GPU_MEMORY_ENV}" + (f" (it runs with {share:.2f})" if share is not None else "") + ".")
+
+    def __enter__(self) -> EngineStartWatch:
+        self._stdout = sys.stdout
+        self._tee = sys.stdout = _Tee(sys.stdout, self)
+        self._handler = _Records(self)
+        logging.getLogger("vllm").addHandler(self._handler)  # vLLM's records stay in its own logger
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        logging.getLogger("vllm").removeHandler(self._handler)
+        self._tee.active = False  # a handler configured meanwhile may hold it: it only passes text on now
+        if sys.stdout is self._tee:
+            sys.stdout = self._stdout
+        if exc_type is None and (line := self.line()):
+            notice(line)
+
+
+def watch_engine_start(active: bool = True):
+    """:class:`EngineStartWatch` around an engine start (``active``), else a context that does nothing."""
+    return EngineStartWatch() if active else contextlib.nullcontext()
 
 # ---------------------------------------------------------------------------------------------------
 # What happens to the LoRA adapter in GRPO's rollouts through Unsloth's engine (issue 31)

@@ -3,12 +3,14 @@
 Notebooks are executed by papermill in a kernel of their own, so the command line cannot see their
 output while a cell runs. It does not need to: the dashboard (``helpers.dashboard.callback``) appends every
 logged training step to ``<run>/<stage>/metrics.jsonl`` and the evaluation appends a line per batch to
-``<run>/eval/progress.jsonl``. :class:`Follower` polls those files from a thread and turns each new record
-into one line (step i/N, reward, format compliance, accuracy, seconds per step, time left; the
-evaluation's model and problems done), printed and appended to the run's log (``<run>/run.log``,
-every line with its time). Where stdout is a terminal a tqdm bar shows the current stage as well.
-Records already in a file when the follower starts are not shown again; a file replaced by a shorter
-one (a resumed run cuts its metrics back to the checkpoint) is read from its new beginning.
+``<run>/eval/progress.jsonl``; a notebook's one-line notices (``helpers.runtime.notices``: e.g. a vLLM engine
+that started only on a second try) go to ``<run>/notices.jsonl``. :class:`Follower` polls those files from a
+thread and turns each new record into one line (step i/N, reward, format compliance, accuracy, seconds per
+step, time left; the evaluation's model and problems done; the notice as it is), printed and appended to
+the run's log (``<run>/run.log``, every line with its time). Where stdout is a terminal a tqdm bar shows
+the current stage as well. Records already in a file when the follower starts are not shown again; a file
+replaced by a shorter one (a resumed run cuts its metrics back to the checkpoint) is read from its new
+beginning.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from helpers.dashboard.pace import StepPace
+from helpers.runtime.notices import NOTICES_NAME
 
 LOG_NAME = "run.log"
 
@@ -117,7 +120,7 @@ def eval_line(row: Mapping[str, Any]) -> str:
 @dataclass
 class _Watched:
     path: Path
-    kind: str  # "sft", "grpo" or "eval"
+    kind: str  # "sft", "grpo", "eval" or "notice"
     total: int | None = None
     seen: set = field(default_factory=set)
     stamp: tuple | None = None
@@ -141,12 +144,13 @@ def _records(path: Path) -> list[dict]:
 
 
 def _key(row: Mapping[str, Any]) -> tuple:
-    return row.get("step"), row.get("time"), row.get("model"), row.get("done")
+    return row.get("step"), row.get("time"), row.get("model"), row.get("done"), row.get("text")
 
 
 class Follower:
-    """Follow ``<run>/sft/metrics.jsonl``, ``<run>/grpo/metrics.jsonl`` and ``<run>/eval/progress.jsonl``
-    from a thread (``with Follower(...):``) and report each new record through ``log`` (a :class:`RunLog`).
+    """Follow ``<run>/sft/metrics.jsonl``, ``<run>/grpo/metrics.jsonl``, ``<run>/eval/progress.jsonl`` and
+    ``<run>/notices.jsonl`` from a thread (``with Follower(...):``) and report each new record through ``log``
+    (a :class:`RunLog`).
 
     ``totals``: the number of steps of each training stage (``{"sft": 8, "grpo": 24}``), for i/N and time left.
     """
@@ -157,6 +161,7 @@ class Follower:
         self.log, self.interval, self.prefix = log, interval, prefix
         self.watched = [_Watched(run_dir / stage / "metrics.jsonl", stage, totals.get(stage)) for stage in ("sft", "grpo")]
         self.watched.append(_Watched(run_dir / "eval" / "progress.jsonl", "eval"))
+        self.watched.append(_Watched(run_dir / NOTICES_NAME, "notice"))
         for w in self.watched:  # what is there already was reported by an earlier run
             w.seen = {_key(r) for r in _records(w.path)}
             w.stamp = self._stamp(w.path)
@@ -181,10 +186,14 @@ class Follower:
             w.stamp = stamp
             for row in _records(w.path):
                 key = _key(row)
-                if key in w.seen or ("step" not in row and w.kind != "eval"):
+                if key in w.seen or ("step" not in row and w.kind not in ("eval", "notice")):
                     continue
                 w.seen.add(key)
-                if w.kind == "eval":
+                if w.kind == "notice":
+                    if not isinstance(row.get("text"), str):
+                        continue
+                    line = row["text"]
+                elif w.kind == "eval":
                     if "model" not in row:
                         continue
                     line = eval_line(row)
