@@ -14,16 +14,25 @@ import sys
 from helpers.model.checks import ModelLoadError
 from helpers.runtime.notices import notice
 from helpers.runtime.threads import time_limit
+from helpers.runtime.upstream_noise import quiet_upstream
 
 # The vLLM engine as the suite runs it (measured on an H200 with vLLM 0.26.0, 2026-11-29): in this
 # process (with the engine in its own process the start hung for 7 minutes after "Using V2 Model
 # Runner"; Unsloth sets this too, to reach the engine's model), offline, no usage reports, and
 # FlashInfer's sampler off (its JIT needs the CUDA compiler, which a runtime-only install lacks).
+# VLLM_HOST_IP: the single-GPU engine's torch.distributed store on the loopback address. vLLM 0.26's
+# UniProcExecutor connects it to ``tcp://{get_ip()}:{port}`` (v1/executor/uniproc_executor.py l. 73), and
+# get_ip() (utils/network_utils.py l. 33) is the machine's outward address unless VLLM_HOST_IP says otherwise;
+# torch's c10d names the peer of each store socket with getnameinfo(), and where that address has no reverse
+# DNS (the offline GPU machine: err=-3) it prints "[c10d] The hostname of the client socket cannot be retrieved"
+# on the console at every engine start (issue 31); 127.0.0.1 resolves locally (/etc/hosts). Several GPUs use
+# TRL's external launcher, whose vLLM connects through the launcher's variables (env://) instead.
 VLLM_ENV = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_USE_FLASHINFER_SAMPLER": "0",
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
+    "VLLM_HOST_IP": "127.0.0.1",
 }
 VLLM_START_TIMEOUT_ENV = "GRPO_VLLM_START_TIMEOUT"
 GPU_MEMORY_ENV = "GRPO_GPU_MEMORY_UTILIZATION"  # the share of GPU memory vLLM takes, e.g. 0.2 when runs share a GPU
@@ -43,10 +52,12 @@ def _env_float(name: str, low: float, high: float) -> float | None:
 
 
 def apply_vllm_env() -> None:
-    """Set :data:`VLLM_ENV` where the environment does not already say otherwise (before an engine starts:
-    Unsloth's in ``load_model``, or TRL's own in colocate mode)."""
+    """Set :data:`VLLM_ENV` where the environment does not already say otherwise, and install the filters of
+    ``helpers.runtime.upstream_noise.quiet_upstream`` (before an engine starts: Unsloth's in ``load_model``, or
+    TRL's own in colocate mode)."""
     for key, value in VLLM_ENV.items():
         os.environ.setdefault(key, value)
+    quiet_upstream()
 
 
 def gpu_memory_share() -> float | None:
