@@ -115,8 +115,8 @@ def test_a_retried_start_is_one_line_in_the_notebook_on_the_console_and_in_run_l
     assert ours == [
         "vLLM engine: the first start failed (No available memory for the cache blocks; KV cache memory -0.35 GiB) "
         "and Unsloth started it again with smaller sizes: gpu_memory_utilization 0.255, 72 sequences, 8,192 batched "
-        "tokens, a KV cache of 134,816 tokens (a slower load); fix: a GPU that no other run shares, or a smaller "
-        "GRPO_GPU_MEMORY_UTILIZATION (it runs with 0.26)."]
+        "tokens, a KV cache of 134,816 tokens (a slower load); fix: a GPU that no other run shares (vLLM counts what "
+        "other processes allocate while it measures), or a larger GRPO_GPU_MEMORY_UTILIZATION (it runs with 0.255)."]
     assert [json.loads(line)["text"] for line in (tmp_path / NOTICES_NAME).read_text().splitlines()] == ours
     assert follower.poll() == 1
     assert console.getvalue().splitlines() == ["  " + ours[0]]
@@ -164,9 +164,16 @@ def test_a_start_that_fails_after_its_retry_is_only_its_error(gpu, tmp_path, cap
     assert "vLLM engine:" not in capsys.readouterr().out and not (tmp_path / NOTICES_NAME).exists()
 
 
-def test_the_watch_counts_two_failed_starts():
+def test_the_watch_counts_two_failed_starts_and_names_the_fix_for_each_cause():
     watch = EngineStartWatch()
     for _ in range(2):
         watch.feed(f"Unsloth: Retrying vLLM to process 54 sequences and 4096 tokens in tandem.\nError:\n{NO_CACHE_MEMORY}")
     assert watch.line().startswith("vLLM engine: the first 2 starts failed (No available memory for the cache blocks)"
-                                   " and Unsloth started it again with smaller sizes (a slower load); fix:")
+                                   " and Unsloth started it again with smaller sizes (a slower load); fix: a GPU that")
+    watch = EngineStartWatch()  # vLLM 0.26 v1/worker/utils.py request_memory: the share is more than is free
+    watch.feed("Unsloth: Retrying vLLM to process 72 sequences and 8192 tokens in tandem.\nError:\nFree memory on "
+               "device cuda:0 (20.1/79.2 GiB) on startup is less than desired GPU memory utilization (0.7, 55.4 GiB). "
+               "Decrease GPU memory utilization or reduce GPU memory used by other processes.")
+    watch.feed(f"INFO non-default args: {engine_args(0.595, 72, 8192)}")
+    assert watch.line().endswith("; fix: a smaller GRPO_GPU_MEMORY_UTILIZATION (it runs with 0.595), or a GPU that no "
+                                 "other run shares.")

@@ -194,8 +194,19 @@ class EngineStartWatch:
             f"{self.sizes['max_num_batched_tokens']:,.0f} batched tokens" if "max_num_batched_tokens" in self.sizes else "",
             f"a KV cache of {self.kv_tokens} tokens" if self.kv_tokens else "") if part)
         return (f"vLLM engine: {first} failed ({why}) and Unsloth started it again with smaller sizes"
-                + (f": {runs}" if runs else "") + f" (a slower load); fix: a GPU that no other run shares, or a smaller "
-                f"{GPU_MEMORY_ENV}" + (f" (it runs with {share:.2f})" if share is not None else "") + ".")
+                + (f": {runs}" if runs else "") + f" (a slower load); fix: {self._fix(share)}.")
+
+    def _fix(self, share: float | None) -> str:
+        """The fix for what failed (vLLM 0.26: v1/worker/utils.py ``request_memory``, v1/worker/gpu_worker.py
+        ``determine_available_memory``, which counts what other processes allocate while it measures)."""
+        now = f" (it runs with {share:.3g})" if share is not None else ""
+        causes = " ".join(self.causes)
+        if "less than desired GPU memory utilization" in causes:
+            return f"a smaller {GPU_MEMORY_ENV}{now}, or a GPU that no other run shares"
+        if "No available memory for the cache blocks" in causes:
+            return (f"a GPU that no other run shares (vLLM counts what other processes allocate while it measures), "
+                    f"or a larger {GPU_MEMORY_ENV}{now}")
+        return f"a GPU that no other run shares, or a smaller {GPU_MEMORY_ENV}{now} or max_seq_length"
 
     def __enter__(self) -> EngineStartWatch:
         self._stdout = sys.stdout
