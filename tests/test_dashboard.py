@@ -126,7 +126,7 @@ def test_console_eta_eval_and_summary_lines(tmp_path):
     cb.on_log(args, state(2), control, logs={"eval_reward": 0.5, "eval_rewards/accuracy": 0.25, "eval_loss": 0.1})
     cb.on_log(args, state(2), control, logs={"train_runtime": 3725.0, "train_loss": 0.0})
     out = cb.stream.getvalue().splitlines()
-    assert out[0].endswith(" | 0:20<1:20")
+    assert out[0].endswith(" | estimating time left | 0:20 elapsed")  # the first logged step is warm-up
     assert out[1].startswith("eval step 2/10 | reward 0.5 | acc 0.25")
     assert out[2] == "step 2/10 | done in 1:02:05"
     sft = summary_line({"step": 5, "loss": 1.234, "learning_rate": 2e-4})

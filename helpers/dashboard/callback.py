@@ -41,8 +41,9 @@ from typing import Any, TextIO
 from transformers import TrainerCallback
 
 from helpers.dashboard.metrics import Panels, _read_lines, canonical, truncate_metrics
+from helpers.dashboard.pace import StepPace, hms
 from helpers.dashboard.plots import _render, figure, plot_metrics
-from helpers.dashboard.text import _hms, samples_from_trainer_logs, samples_html, summary_line
+from helpers.dashboard.text import samples_from_trainer_logs, samples_html, summary_line
 from helpers.files.runs import RunLayout
 from helpers.runtime import hardware as runtime
 
@@ -109,7 +110,7 @@ class DashboardCallback(TrainerCallback):
         self._file: Any = None
         self._logs_seen = 0
         self._start: float | None = None
-        self._start_step = 0
+        self.pace = StepPace()  # seconds per step and time left, warm-up left out (helpers.dashboard.pace)
         self._total: int | None = None
         self._pending = False
         self.widget: Any = self._build_widget() if self.notebook else None
@@ -146,7 +147,8 @@ class DashboardCallback(TrainerCallback):
             self._print(f"[dashboard] resuming at step {state.global_step}: dropped {dropped} later line(s) "
                         f"from {self.metrics_path} (previous file kept as {self.metrics_path.name}.prev)")
         self.history = _read_lines(self.metrics_path)
-        self._start, self._start_step, self._total = self.clock(), state.global_step, state.max_steps or None
+        self._start, self._total = self.clock(), state.max_steps or None
+        self.pace.reset()
         if self.widget is not None:
             from IPython.display import display
 
@@ -157,7 +159,8 @@ class DashboardCallback(TrainerCallback):
         if not state.is_world_process_zero or not logs:
             return
         if self._start is None:  # logging outside train(), e.g. trainer.evaluate()
-            self._start, self._start_step, self._total = self.clock(), state.global_step, state.max_steps or None
+            self._start, self._total = self.clock(), state.max_steps or None
+        self.pace.update(state.global_step, self.clock())
         record = {"step": state.global_step, "epoch": state.epoch, "time": time.time(),
                   "elapsed_s": round(self.clock() - self._start, 3), **canonical(logs)}
         self._append(record)
@@ -202,14 +205,12 @@ class DashboardCallback(TrainerCallback):
         print(line, file=self.stream or sys.stdout, flush=True)
 
     def _line(self, record: Mapping[str, Any]) -> str:
-        """``summary_line`` plus `` | elapsed<ETA`` from this session's pace (not on the final summary)."""
-        line = summary_line(record, self.panels, self._total)
+        """``summary_line`` with this session's pace (seconds per step, time left) and `` | m:ss elapsed``
+        (not on the final summary)."""
+        line = summary_line(record, self.panels, self._total, self.pace)
         if self._start is None or "train_runtime" in record:
             return line
-        step = int(record["step"])
-        elapsed, done = self.clock() - self._start, step - self._start_step
-        eta = elapsed / done * (self._total - step) if self._total and done > 0 else None
-        return f"{line} | {_hms(elapsed)}<{_hms(eta)}"
+        return f"{line} | {hms(self.clock() - self._start)} elapsed"
 
     def write_plots(self) -> dict[str, Path]:
         """Write this run's PNG curves to ``<run>/plots/<stage>_*.png`` now (see ``plot_metrics``)."""

@@ -20,6 +20,7 @@ from helpers.dashboard.metrics import (
     Panels,
     reward_names,
 )
+from helpers.dashboard.pace import StepPace, hms
 
 # ---------------------------------------------------------------------------------------------------
 # Text: console line, header, sample table
@@ -29,17 +30,20 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def _hms(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-def summary_line(row: Mapping[str, Any], panels: Panels | None = None, total: int | None = None) -> str:
+def summary_line(row: Mapping[str, Any], panels: Panels | None = None, total: int | None = None,
+                 pace: StepPace | None = None) -> str:
     """One compact line for a log step: step, reward ± std, format, accuracy, length (clipped), kl, entropy,
     lr; values that were not logged are left out, and so is the loss of GRPO rows (≈ 0 by design; SFT rows
-    show it). Eval rows (``eval_*`` keys) get an ``eval`` prefix."""
+    show it). Eval rows (``eval_*`` keys) get an ``eval`` prefix. ``pace`` (the session's
+    :class:`~helpers.dashboard.pace.StepPace`, already fed this step) adds seconds per step and the time left
+    to ``total``, or ``estimating time left`` while it has too few steps; not on eval rows or the final summary.
+
+    >>> pace = StepPace()
+    >>> for step, clock in [(1, 65.0), (2, 68.0), (3, 71.0), (4, 74.0)]:
+    ...     pace.update(step, clock)
+    >>> summary_line({"step": 4, "loss": 1.5}, total=10, pace=pace)
+    'step 4/10 | loss 1.5 | 3.0 s/step | 0:18 left'
+    """
     panels = panels or Panels()
     is_eval = any(k.startswith("eval_") for k in row)
     vals = {k[5:]: v for k, v in row.items() if k.startswith("eval_")} if is_eval else dict(row)
@@ -59,7 +63,9 @@ def summary_line(row: Mapping[str, Any], panels: Panels | None = None, total: in
         if vals.get(key) is not None and not (key == LOSS and REWARD in vals):
             parts.append(f"{label} {_fmt(vals[key])}")
     if vals.get("train_runtime") is not None:
-        parts.append(f"done in {_hms(vals['train_runtime'])}")
+        parts.append(f"done in {hms(vals['train_runtime'])}")
+    elif pace is not None and not is_eval:
+        parts.append(pace.text(total))
     return " | ".join(parts)
 
 

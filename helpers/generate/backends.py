@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from helpers.generate import fast_sampler as fast_rollout
+from helpers.model.vllm_engine import adapter_in_rollouts
 from helpers.runtime.distributed import is_main_process, plain_trl
 from helpers.runtime.hardware import detect, importable
 from helpers.runtime.speed_options import DEFAULT, MODEL_OPTIONS, _check, defaults
@@ -100,7 +101,7 @@ def grpo_backend(model, hw=None, *, plain_trl: bool = False) -> Backend:
     if forced == "transformers":
         return Backend("transformers", "model.generate", f"${BACKEND_ENV}")
     if unsloth_engine:
-        return Backend("vllm", "Unsloth's vLLM engine (fast_inference=True), the LoRA as a request",
+        return Backend("vllm", f"Unsloth's vLLM engine (fast_inference=True), {adapter_in_rollouts(model)}",
                        "forced" if forced else "the model was loaded with vLLM")
     if trl_engine:
         return Backend("vllm", "TRL's vLLM engine in colocate mode, one per GPU",

@@ -21,11 +21,34 @@ inside TRL's trainer, configured from :func:`grpo_backend` by notebook 07 (``hel
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from helpers.generate.backends import announce, generation_backend
 from helpers.generate.sampling import Generation, _check_sampling
 from helpers.generate.vllm_requests import _vllm_generate
+
+
+@contextlib.contextmanager
+def _only_max_new_tokens(model):
+    """Clear the model's ``generation_config.max_length`` for a call that passes ``max_new_tokens``, then put it back.
+
+    transformers 5.17 (``generation/utils.py`` ``_prepare_generated_length``, l. 1855-1862) warns "Both
+    `max_new_tokens` (=256) and `max_length` (=8192) seem to have been set. `max_new_tokens` will take precedence"
+    at every ``generate`` call whose model has a ``generation_config.max_length``, which Unsloth's models carry
+    (8192, the context size: about 8 times in notebook 06 on an H100, 2026-12-06). The suite always passes
+    ``max_new_tokens``, which wins anyway, so the value only produced the warning. (A PEFT model's
+    ``generation_config`` is its base model's object.)"""
+    config = getattr(model, "generation_config", None)
+    saved = getattr(config, "max_length", None)
+    if saved is None:
+        yield
+        return
+    config.max_length = None
+    try:
+        yield
+    finally:
+        config.max_length = saved
 
 
 def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samples_per_problem, batch_size, seed,
@@ -48,7 +71,7 @@ def _hf_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samp
     model.eval()
     torch.manual_seed(seed)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _only_max_new_tokens(model):
             for begin in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress):
                 batch = tokenizer(prompts[begin:begin + batch_size], return_tensors="pt", padding=True,
                                   add_special_tokens=False).to(device)

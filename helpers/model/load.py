@@ -33,6 +33,7 @@ from helpers.model.vllm_engine import (
     engine_deadline,
     gpu_memory_share,
     vllm_start_timeout,
+    watch_engine_start,
 )
 from helpers.runtime.distributed import local_rank, unsloth_path, world_size
 from helpers.runtime.hardware import detect, hub_reachable
@@ -181,7 +182,7 @@ def load_model(
         if use_vllm:
             apply_vllm_env()
         try:
-            with engine_deadline(vllm_start_timeout() if use_vllm else 0):
+            with engine_deadline(vllm_start_timeout() if use_vllm else 0), watch_engine_start(use_vllm):
                 model, tokenizer = FastLanguageModel.from_pretrained(
                     model_name=path,
                     max_seq_length=max_seq_length,

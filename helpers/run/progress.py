@@ -3,18 +3,19 @@
 Notebooks are executed by papermill in a kernel of their own, so the command line cannot see their
 output while a cell runs. It does not need to: the dashboard (``helpers.dashboard.callback``) appends every
 logged training step to ``<run>/<stage>/metrics.jsonl`` and the evaluation appends a line per batch to
-``<run>/eval/progress.jsonl``. :class:`Follower` polls those files from a thread and turns each new record
-into one line (step i/N, reward, format compliance, accuracy, seconds per step, time left; the
-evaluation's model and problems done), printed and appended to the run's log (``<run>/run.log``,
-every line with its time). Where stdout is a terminal a tqdm bar shows the current stage as well.
-Records already in a file when the follower starts are not shown again; a file replaced by a shorter
-one (a resumed run cuts its metrics back to the checkpoint) is read from its new beginning.
+``<run>/eval/progress.jsonl``; a notebook's one-line notices (``helpers.runtime.notices``: e.g. a vLLM engine
+that started only on a second try) go to ``<run>/notices.jsonl``. :class:`Follower` polls those files from a
+thread and turns each new record into one line (step i/N, reward, format compliance, accuracy, seconds per
+step, time left; the evaluation's model and problems done; the notice as it is), printed and appended to
+the run's log (``<run>/run.log``, every line with its time). Where stdout is a terminal a tqdm bar shows
+the current stage as well. Records already in a file when the follower starts are not shown again; a file
+replaced by a shorter one (a resumed run cuts its metrics back to the checkpoint) is read from its new
+beginning.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import threading
@@ -24,19 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from helpers.dashboard.pace import StepPace
+from helpers.runtime.notices import NOTICES_NAME
+
 LOG_NAME = "run.log"
-
-
-def hms(seconds: float | None) -> str:
-    """``m:ss`` (``h:mm:ss`` from an hour).
-
-    >>> hms(75), hms(3725), hms(None)
-    ('1:15', '1:02:05', '?')
-    """
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 class RunLog:
@@ -95,25 +87,13 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-@dataclass
-class _Pace:
-    """Seconds per step from the records of this session (their ``time``), and the time left to ``total``."""
-
-    first: tuple[int, float] | None = None
-
-    def update(self, step: int, now: float, elapsed: float | None) -> float | None:
-        if self.first is None:  # the session began ``elapsed`` seconds before this record, one step earlier
-            self.first = (step - 1, now - elapsed) if elapsed is not None else (step, now)
-        done = step - self.first[0]
-        return (now - self.first[1]) / done if done > 0 else None
-
-
-def training_line(stage: str, row: Mapping[str, Any], total: int | None, pace: _Pace) -> str:
-    """One line for a logged training step (GRPO: reward, format compliance, accuracy; SFT: loss).
+def training_line(stage: str, row: Mapping[str, Any], total: int | None, pace: StepPace) -> str:
+    """One line for a logged training step (GRPO: reward, format compliance, accuracy; SFT: loss), with the
+    pace of :class:`helpers.dashboard.pace.StepPace` (fed the record's ``elapsed_s``, else its ``time``).
 
     >>> training_line("grpo", {"step": 1, "time": 10.0, "elapsed_s": 10.0, "reward": 0.5,
-    ...     "rewards/format_compliance/mean": 0.25, "rewards/accuracy/mean": 0.0}, 4, _Pace())
-    'grpo step 1/4 | reward 0.5 | format 25% | accuracy 0% | 10.0 s/step | 0:30 left'
+    ...     "rewards/format_compliance/mean": 0.25, "rewards/accuracy/mean": 0.0}, 4, StepPace())
+    'grpo step 1/4 | reward 0.5 | format 25% | accuracy 0% | estimating time left'
     """
     step = int(row["step"])
     parts = [f"{stage} step {step}/{total}" if total else f"{stage} step {step}"]
@@ -122,11 +102,9 @@ def training_line(stage: str, row: Mapping[str, Any], total: int | None, pace: _
                   f"accuracy {_pct(row.get('rewards/accuracy/mean'))}"]
     elif row.get("loss") is not None:
         parts.append(f"loss {_num(row['loss'])}")
-    rate = pace.update(step, float(row.get("time", time.time())), row.get("elapsed_s"))
-    if rate is not None:
-        parts.append(f"{rate:.1f} s/step")
-        if total:
-            parts.append(f"{hms(rate * max(total - step, 0))} left")
+    clock = row.get("elapsed_s")
+    pace.update(step, float(clock if clock is not None else row.get("time", time.time())))
+    parts.append(pace.text(total))
     return " | ".join(parts)
 
 
@@ -142,11 +120,11 @@ def eval_line(row: Mapping[str, Any]) -> str:
 @dataclass
 class _Watched:
     path: Path
-    kind: str  # "sft", "grpo" or "eval"
+    kind: str  # "sft", "grpo", "eval" or "notice"
     total: int | None = None
     seen: set = field(default_factory=set)
     stamp: tuple | None = None
-    pace: _Pace = field(default_factory=_Pace)
+    pace: StepPace = field(default_factory=StepPace)
 
 
 def _records(path: Path) -> list[dict]:
@@ -166,12 +144,13 @@ def _records(path: Path) -> list[dict]:
 
 
 def _key(row: Mapping[str, Any]) -> tuple:
-    return row.get("step"), row.get("time"), row.get("model"), row.get("done")
+    return row.get("step"), row.get("time"), row.get("model"), row.get("done"), row.get("text")
 
 
 class Follower:
-    """Follow ``<run>/sft/metrics.jsonl``, ``<run>/grpo/metrics.jsonl`` and ``<run>/eval/progress.jsonl``
-    from a thread (``with Follower(...):``) and report each new record through ``log`` (a :class:`RunLog`).
+    """Follow ``<run>/sft/metrics.jsonl``, ``<run>/grpo/metrics.jsonl``, ``<run>/eval/progress.jsonl`` and
+    ``<run>/notices.jsonl`` from a thread (``with Follower(...):``) and report each new record through ``log``
+    (a :class:`RunLog`).
 
     ``totals``: the number of steps of each training stage (``{"sft": 8, "grpo": 24}``), for i/N and time left.
     """
@@ -182,6 +161,7 @@ class Follower:
         self.log, self.interval, self.prefix = log, interval, prefix
         self.watched = [_Watched(run_dir / stage / "metrics.jsonl", stage, totals.get(stage)) for stage in ("sft", "grpo")]
         self.watched.append(_Watched(run_dir / "eval" / "progress.jsonl", "eval"))
+        self.watched.append(_Watched(run_dir / NOTICES_NAME, "notice"))
         for w in self.watched:  # what is there already was reported by an earlier run
             w.seen = {_key(r) for r in _records(w.path)}
             w.stamp = self._stamp(w.path)
@@ -206,10 +186,14 @@ class Follower:
             w.stamp = stamp
             for row in _records(w.path):
                 key = _key(row)
-                if key in w.seen or ("step" not in row and w.kind != "eval"):
+                if key in w.seen or ("step" not in row and w.kind not in ("eval", "notice")):
                     continue
                 w.seen.add(key)
-                if w.kind == "eval":
+                if w.kind == "notice":
+                    if not isinstance(row.get("text"), str):
+                        continue
+                    line = row["text"]
+                elif w.kind == "eval":
                     if "model" not in row:
                         continue
                     line = eval_line(row)

@@ -1,0 +1,41 @@
+"""Import Unsloth before transformers, TRL and PEFT, where this process trains through Unsloth (issue 31).
+
+Unsloth patches transformers, TRL and PEFT when it is imported; imported after any of them it warns
+("Unsloth should be imported before [transformers] to ensure all optimizations are applied", unsloth
+2026.10.9 ``unsloth/_gpu_init.py`` l. 20-21 and 135-143), which notebooks 01, 02, 03, 06 and 07 printed on an
+H100 (2026-12-06): ``load_model`` reads the model's config with transformers before its ``import unsloth``.
+:func:`import_unsloth_first`, called at the top of ``helpers.runtime.profiles.use_profile`` (the first thing
+every notebook does, before any cell imports transformers), imports it first. It does nothing off Unsloth's
+path (a CPU, several processes, ``$GRPO_PLAIN_TRL``) and, unless ``anywhere=True``, outside a Jupyter kernel,
+so ``grpo-notebooks run`` itself (which resolves the profile too) never imports Unsloth.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from helpers.runtime.distributed import unsloth_path
+from helpers.runtime.hardware import detect, in_notebook
+from helpers.runtime.speed_options import apply, defaults
+from helpers.runtime.upstream_noise import quiet_upstream
+
+PATCHED_BY_UNSLOTH = ("trl", "transformers", "peft")  # unsloth/_gpu_init.py's critical_modules
+
+
+def import_unsloth_first(hw=None, *, anywhere: bool = False) -> str:
+    """Import ``unsloth`` now if this process will train through it (:func:`unsloth_path`) and runs in a Jupyter
+    kernel (or ``anywhere``), after the environment options Unsloth reads at import
+    (``helpers.runtime.speed_options``) and the filters of :func:`quiet_upstream`; returns what it did."""
+    if sys.modules.get("unsloth") is not None:
+        return "unsloth was already imported"
+    if not (anywhere or in_notebook()):
+        return "skipped: not a notebook kernel"
+    hw = detect() if hw is None else hw
+    if not unsloth_path(hw):
+        return "skipped: this process does not train through Unsloth"
+    late = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
+    quiet_upstream()
+    apply(defaults(hw))
+    import unsloth  # noqa: F401  (patches transformers, TRL and PEFT)
+
+    return "imported unsloth" + (f" (after {', '.join(late)}: Unsloth warned)" if late else "")
