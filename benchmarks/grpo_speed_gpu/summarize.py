@@ -45,7 +45,7 @@ def _side(r: dict) -> str:
         return "TRL + PEFT + TRL's vLLM engine (colocate)"
     source = r.get("config_source") or ""
     if "rollouts: vllm" in source:
-        return "suite where vLLM runs: Unsloth's vLLM engine, the LoRA as a request"
+        return "suite where vLLM runs: Unsloth's vLLM engine, the adapter folded into its weights"
     if "rollouts: suite-sampler" in source:
         return "suite without vLLM: the suite's sampler (fast_rollout, no_compile)"
     speed = [s for s in (r.get("speed") or []) if s != "none"]

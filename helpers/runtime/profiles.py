@@ -19,6 +19,7 @@ from dataclasses import fields, replace
 
 from helpers.runtime.hardware import Hardware, detect
 from helpers.runtime.settings import Settings
+from helpers.runtime.unsloth_first import import_unsloth_first
 
 PROFILES = ("colab-t4", "gpu", "cpu", "ci")
 PROFILE_ENV = "GRPO_PROFILE"
@@ -103,7 +104,9 @@ def pick_profile(hw: Hardware | None = None, env: dict | None = None) -> str:
 
 def use_profile(profile: str | None = None) -> str:
     """Resolve the profile (a notebook's parameter, else ``GRPO_PROFILE``, else the hardware) and
-    export it as ``GRPO_PROFILE`` so every helper called afterwards sizes itself the same way."""
+    export it as ``GRPO_PROFILE`` so every helper called afterwards sizes itself the same way. In a notebook on
+    Unsloth's path it first imports Unsloth, before any cell imports transformers (``import_unsloth_first``)."""
+    import_unsloth_first()
     if profile:
         os.environ[PROFILE_ENV] = check_profile(profile)
     resolved = pick_profile()
