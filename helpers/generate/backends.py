@@ -7,13 +7,17 @@ import os
 from dataclasses import dataclass
 
 from helpers.generate import fast_sampler as fast_rollout
+from helpers.generate.fast_model import Unsupported
 from helpers.runtime.hardware import detect, importable
 from helpers.runtime.speed_options import DEFAULT, MODEL_OPTIONS, _check, defaults
 
 
 def prepare_model(model, options=DEFAULT) -> dict[str, str]:
     """Apply the model-level options (``fast_rollout``) to a loaded LoRA model; return what was done.
-    Only on a CUDA device: elsewhere the model keeps its own ``generate``."""
+    Only on a CUDA device: elsewhere the model keeps its own ``generate``. The sampler is tried once here
+    (``FastSampler.probe``: its kernels compile, a decode graph is captured and replayed on this GPU); if that
+    fails, or the model is one it does not implement, it is taken away again, with one line saying why, and the
+    model keeps its own ``generate`` (what was done then starts with "not used")."""
     import torch
 
     done: dict[str, str] = {}
@@ -24,7 +28,19 @@ def prepare_model(model, options=DEFAULT) -> dict[str, str]:
     if not torch.cuda.is_available():
         done[mode] = "skipped (no CUDA)"
         return done
-    fast_rollout.install(model, keep=mode == "fast_rollout_keep")  # the sampler: model._fast_sampler
+    sampler = fast_rollout.install(model, keep=mode == "fast_rollout_keep")  # the sampler: model._fast_sampler
+    try:
+        sampler.probe()
+    except Unsupported as why:
+        fast_rollout.uninstall(model)
+        done[mode] = f"not used ({why})"
+        print(f"fast rollout not used ({why}); generating with the model's own generate", flush=True)
+        return done
+    except Exception as exc:  # a kernel that does not compile or launch here, a graph that cannot be captured
+        sampler.fail(exc)  # says so in one line and frees the sampler's memory
+        fast_rollout.uninstall(model)
+        done[mode] = f"not used (failed on this GPU: {sampler.failed})"
+        return done
     done[mode] = f"helpers.generate.fast_sampler.FastSampler in front of {type(model).__name__}.generate"
     return done
 
@@ -141,14 +157,20 @@ def generation_backend(model, *, lora=None, backend: str | None = None) -> Backe
     return Backend("transformers", "model.generate", reason)
 
 
-def prepare_rollouts(model, backend: Backend, hw) -> None:
+def prepare_rollouts(model, backend: Backend, hw) -> Backend:
     """Put the suite's sampler in front of ``model.generate`` for the ``suite-sampler`` backend (with
-    ``$GRPO_GPU_SPEED``'s mode, ``helpers.runtime.speed_options``), and take it away for any other."""
+    ``$GRPO_GPU_SPEED``'s mode, ``helpers.runtime.speed_options``), and take it away for any other. Returns the
+    backend that really generates: ``backend``, or ``transformers`` (the model's own ``generate``) where the
+    sampler failed its first try on this GPU or does not implement the model (:func:`prepare_model`)."""
     if backend.name == "suite-sampler":
         options = defaults(hw)
-        prepare_model(model, options if any(o in MODEL_OPTIONS for o in options) else ("fast_rollout",))
+        done = prepare_model(model, options if any(o in MODEL_OPTIONS for o in options) else ("fast_rollout",))
+        if getattr(model, "_fast_sampler", None) is None:
+            return Backend("transformers", "model.generate (Unsloth's)" if hw.unsloth else "model.generate",
+                           f"the suite's sampler: {next(iter(done.values()))}")
     elif getattr(model, "_fast_sampler", None) is not None:
         fast_rollout.uninstall(model)
+    return backend
 
 
 _ANNOUNCED: set[tuple[str, str]] = set()
