@@ -11,8 +11,14 @@ from helpers.runtime.threads import time_limit
 # The vLLM engine as the suite runs it (measured on an H200 with vLLM 0.26.0, 2026-11-29): in this
 # process (with the engine in its own process the start hung for 7 minutes after "Using V2 Model
 # Runner"; Unsloth sets this too, to reach the engine's model), offline, no usage reports, and
-# FlashInfer's sampler off (its JIT needs the CUDA compiler, which a runtime-only install lacks).
+# FlashInfer's sampler off (its JIT needs the CUDA compiler, which a runtime-only install lacks). And Unsloth's
+# standby mode (vLLM sleeps while training runs, so both share the GPU's memory; Unsloth's own GRPO notebooks turn it
+# on): unsloth_zoo reads it when ``import unsloth`` runs (with it, no ``expandable_segments``, which vLLM's sleep
+# allocator refuses), so it must be set before that import (``helpers.model.load.load_model`` does). Standby sizes
+# vLLM to ~87% of the GPU whatever ``gpu_memory_utilization`` says: runs sharing a GPU set it to 0
+# (benchmarks/gpu_e2e/env.sh).
 VLLM_ENV = {
+    "UNSLOTH_VLLM_STANDBY": "1",
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_USE_FLASHINFER_SAMPLER": "0",
     "VLLM_NO_USAGE_STATS": "1",
@@ -36,8 +42,8 @@ def _env_float(name: str, low: float, high: float) -> float | None:
 
 
 def apply_vllm_env() -> None:
-    """Set :data:`VLLM_ENV` where the environment does not already say otherwise (before an engine starts:
-    Unsloth's in ``load_model``, or TRL's own in colocate mode)."""
+    """Set :data:`VLLM_ENV` where the environment does not already say otherwise (before an engine starts, and for
+    Unsloth's before ``import unsloth``: ``load_model``; or TRL's own in colocate mode)."""
     for key, value in VLLM_ENV.items():
         os.environ.setdefault(key, value)
 
