@@ -49,9 +49,15 @@ def test_upstream_still_lacks_a_cpu_kernel():
     """Fails loudly when TRL ships a CPU path of its own (then drop helpers/cpu_compat.py) or renames the hook."""
     assert hasattr(trl_utils, "_ChunkedLogProbFunction"), "TRL renamed its fused LM head: re-check cpu_compat"
     assert hasattr(trl_utils, "add_fused_lm_head"), "TRL removed add_fused_lm_head: re-check cpu_compat"
-    if trl_utils._ChunkedLogProbFunction is cpu_compat.TorchChunkedLogProb:
+    head = trl_utils._ChunkedLogProbFunction
+    if head is cpu_compat.TorchChunkedLogProb:
         pytest.skip("already patched in this process")
-    assert trl_utils._ChunkedLogProbFunction is None, (
+    if head is not None:  # Triton is installed (the dev extra has it): TRL keeps its Triton kernel, GPU-only
+        assert head.__module__.startswith("trl.kernels"), head
+        h, w, labels = torch.randn(4, 8), torch.randn(10, 8), torch.tensor([1, 2, 3, 4])
+        with pytest.raises(RuntimeError, match="active drivers"):
+            head.apply(h, w, None, labels, 1.0, 2, None, None, ("logprobs",))
+    assert cpu_compat.trl_needs_cpu_patch(), (
         "TRL now has a fused LM head kernel on CPU: helpers/cpu_compat.py may no longer be needed"
     )
 

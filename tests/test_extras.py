@@ -6,8 +6,9 @@ test command installs, reads wheel metadata with range requests: 15 s for ``gpu`
 where ``pip install --dry-run --report`` took 106 s (this machine's index serves no PEP 658 metadata, so pip
 downloads torch's 531 MB and vLLM's 304 MB wheels to read theirs). Both resolved to the same pins (helper
 "pins", 2026-11-30). The pins are the combination that ran on the GPU machine (benchmarks/gpu_e2e/README.md);
-``t4`` is the same without vLLM (benchmarks/t4.md says why). Skipped, with one reason, only where PyPI cannot
-be reached or uv is missing.
+``t4`` is the same without vLLM (benchmarks/t4.md says why). And what the notebooks' first cell installs on a
+Colab T4 (``helpers.runtime.install``) resolves with pip itself beside Colab's torch 2.11.0+cu128. Skipped, with
+one reason, only where PyPI cannot be reached or uv is missing.
 """
 
 from __future__ import annotations
@@ -81,3 +82,77 @@ def test_extra_resolves_to_the_versions_that_ran(resolved, extra):
 def test_t4_extra_installs_no_vllm(resolved):
     assert "vllm" not in resolved["t4"]["versions"]
     assert resolved["gpu"]["versions"]["vllm"] == "0.26.0"
+
+
+# Colab's torch (googlecolab/backend-info, 2026-08: torch 2.11.0+cu128, triton 3.6.0). Its wheel lives on
+# download.pytorch.org, which this machine cannot reach; a stub distribution stands in for it: same name and
+# version, the requirements of torch 2.11.0's wheels except the NVIDIA CUDA 12 libraries (Colab has them; their
+# exact pins are not readable here), so pip's resolver sees what it sees on Colab, where this torch is installed.
+COLAB_TORCH = "2.11.0+cu128"
+COLAB_TORCH_REQUIRES = ["filelock", "typing-extensions", "setuptools; python_version >= '3.12'", "sympy",
+                        "networkx", "jinja2", "fsspec", "triton==3.6.0; platform_system == 'Linux'"]
+TARGET_ENV = {"python_version": PYTHON, "python_full_version": f"{PYTHON}.3", "sys_platform": "linux",
+              "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+              "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+
+
+def _stub_wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
+    """A minimal valid wheel of ``name`` ``version`` (one empty module) that declares ``requires``."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": b"",
+        f"{info}/METADATA": ("Metadata-Version: 2.1\n" f"Name: {name}\nVersion: {version}\n"
+                             + "".join(f"Requires-Dist: {r}\n" for r in requires)).encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: tests/test_extras.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+              f"{len(data)}" for path, data in files.items()] + [f"{info}/RECORD,,"]
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+        zf.writestr(f"{info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+def test_t4_extra_installs_beside_colabs_torch(tmp_path):
+    """What Colab's pip does with what the first cell installs on a T4: ``pip install --dry-run`` (pip's own
+    resolver, CPython 3.12, manylinux x86-64 wheels only) of the requirements ``helpers.runtime.install`` installs
+    for the `t4` extra, with Colab's torch 2.11.0+cu128 as the only torch on offer, resolves; it keeps that torch,
+    brings no CUDA 13 library, and gives the pinned stack. It proves the pins and their dependency trees admit
+    Colab's torch; not that the wheels import there (no Colab here)."""
+    from helpers.runtime.install import choose_extra, pyproject_requirements, requirements
+
+    if not _pypi_reachable():
+        pytest.skip("PyPI (pypi.org:443) is unreachable: the extra cannot be resolved here")
+    extra = choose_extra("7.5", "550.54.15", COLAB_TORCH)
+    assert extra == "t4"
+    reqs = requirements(extra, pyproject_requirements(REPO / "pyproject.toml"), TARGET_ENV)
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    _stub_wheel(stubs, "torch", COLAB_TORCH, COLAB_TORCH_REQUIRES)
+    platforms = [a for v in range(35, 4, -1) for a in ("--platform", f"manylinux_2_{v}_x86_64")]
+    report = tmp_path / "report.json"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed",
+                           "--target", str(tmp_path / "target"), "--report", str(report),
+                           "--python-version", PYTHON, "--implementation", "cp", *platforms, "--only-binary=:all:",
+                           "--find-links", str(stubs), f"torch=={COLAB_TORCH}", *reqs],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"pip could not resolve the t4 extra beside torch {COLAB_TORCH}:\n{proc.stderr[-3000:]}"
+    import json
+
+    chosen = {canonicalize_name(i["metadata"]["name"]): (i["metadata"]["version"], i["download_info"]["url"])
+              for i in json.loads(report.read_text())["install"]}
+    assert chosen["torch"][0] == COLAB_TORCH and chosen["torch"][1].startswith("file:")
+    assert {name: chosen.get(name, (None,))[0] for name in PINS["t4"] if name != "torch"} == {
+        name: version for name, version in PINS["t4"].items() if name != "torch"}
+    assert "vllm" not in chosen and chosen["triton"][0] == "3.6.0"
+    cuda13 = sorted(n for n in chosen if n.startswith(("nvidia-", "cuda-")))
+    assert cuda13 == [], cuda13  # PyPI's torch 2.11.0 would bring cuda-toolkit 13 and nvidia-*-cu13
+    print(f"\nt4 extra beside torch {COLAB_TORCH}: {len(chosen)} packages, pip resolved in "
+          f"{time.monotonic() - start:.0f} s")

@@ -51,6 +51,18 @@ def test_greedy_matches_transformers(kind):
     assert sampler.stats["eager_steps"] == 19
 
 
+def test_a_one_token_prompt_matches_transformers():
+    """A prompt of one token (the prefill then has t == 1, as a decode step does) decodes as transformers does."""
+    from transformers import GenerationConfig
+
+    model = _model("qwen2", seed=6)
+    ids = torch.tensor([[7], [11]])
+    cfg = GenerationConfig(max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=[], bos_token_id=1)
+    with torch.no_grad():
+        ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=cfg)
+    assert torch.equal(fast_rollout.FastSampler(model, bucket=8, use_graphs=False).generate(ids, None, cfg), ref)
+
+
 def test_eos_rows_continue_with_pad_and_install_falls_back():
     from transformers import GenerationConfig
 
@@ -122,3 +134,93 @@ def test_triton_decode_matches_torch_decode():
         ref = fast_rollout.FastSampler(model, bucket=8, use_graphs=False, kernels="torch").generate(ids, mask, cfg)
         out = fast_rollout.FastSampler(model, bucket=8, use_graphs=False, kernels="triton").generate(ids, mask, cfg)
         assert torch.equal(out, ref), kind
+
+
+class _Broken:
+    """Stands in for a Triton kernel (``kernel[grid](...)``) or a sampler method that fails on the user's GPU."""
+
+    def __init__(self, exc):
+        self.exc, self.calls = exc, 0
+
+    def __getitem__(self, grid):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        raise self.exc
+
+
+def _gpu_failures():
+    """What a sampler can meet on a user's GPU: a kernel over the card's shared memory (Triton raises at its first
+    launch), a CUDA build without the card's architecture, memory running out for its cache."""
+    triton = pytest.importorskip("triton")
+    from triton.runtime.errors import OutOfResources
+
+    return [("_add_rms_kernel", OutOfResources(98304, 65536, "shared memory")),
+            ("_decode_step", RuntimeError("CUDA error: no kernel image is available for execution on the device\n"
+                                          "CUDA kernel errors might be asynchronously reported")),
+            ("_alloc", torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))] if triton else []
+
+
+def _break(monkeypatch, where, exc):
+    from helpers.generate import fast_kernels
+
+    broken = _Broken(exc)
+    if where.startswith("_") and hasattr(fast_kernels, where) and where.endswith("_kernel"):
+        monkeypatch.setattr(fast_kernels, where, broken)
+    else:
+        monkeypatch.setattr(fast_rollout.FastSampler, where, lambda self, *a, **k: broken())
+    return broken
+
+
+@pytest.mark.parametrize("where, exc", _gpu_failures(), ids=lambda x: x if isinstance(x, str) else type(x).__name__)
+def test_a_failing_sampler_hands_the_run_to_generate(monkeypatch, capsys, where, exc):
+    """Issue 29, item 2: the sampler fails (a kernel at launch, the decode step, its cache allocation); the trainer's
+    generate call still returns the model's own completions, one line on stderr says why, and the sampler is not
+    tried again (its cache freed)."""
+    from transformers import GenerationConfig
+
+    model = _model("llama", seed=4)
+    ids, mask = _prompts()
+    cfg = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=[], bos_token_id=1)
+    with torch.no_grad():
+        ref = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+    sampler = fast_rollout.install(model, use_graphs=False, kernels="triton", bucket=8)
+    broken = _break(monkeypatch, where, exc)
+    try:
+        first = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg, disable_compile=True)
+        second = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
+    finally:
+        fast_rollout.uninstall(model)
+    assert torch.equal(first, ref) and torch.equal(second, ref)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and type(exc).__name__ in lines[0] and "model's own generate" in lines[0], lines
+    assert broken.calls == 1 and sampler.stats["rollouts"] == 0 and sampler._state is None
+    assert sampler.failed.startswith(type(exc).__name__)
+
+
+def test_prepare_model_tries_the_sampler_before_training(monkeypatch, capsys):
+    """On a CUDA machine (faked here: the sampler runs its eager CPU path) ``prepare_model`` keeps the sampler
+    only if its first try works; ``prepare_rollouts`` then names the engine that really generates."""
+    from helpers.generate import backends
+    from helpers.runtime.hardware import Hardware
+
+    t4 = Hardware(cuda=True, gpu_name="Tesla T4", cuda_capability=(7, 5), vram_gib=15.0, bf16=False, cpu_threads=2,
+                  colab=True, notebook=False, unsloth=True, vllm=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv("GRPO_GPU_SPEED", raising=False)
+    sampler_backend = backends.Backend("suite-sampler", "helpers.generate.fast_sampler", "test")
+
+    model = _model("qwen2", seed=5)
+    assert backends.prepare_rollouts(model, sampler_backend, t4) is sampler_backend
+    assert model._fast_sampler.stats["rollouts"] == 1  # the probe
+    fast_rollout.uninstall(model)
+
+    model = _model("qwen2", seed=5)
+    _break(monkeypatch, "_decode_step", RuntimeError("CUDA error: no kernel image is available for execution"))
+    backend = backends.prepare_rollouts(model, sampler_backend, t4)
+    assert backend.name == "transformers" and backend.engine == "model.generate (Unsloth's)"
+    assert "failed on this GPU: RuntimeError: CUDA error: no kernel image" in backend.reason
+    assert getattr(model, "_fast_sampler", None) is None and "generate" not in model.__dict__
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no kernel image" in err[0]

@@ -1,6 +1,7 @@
 """House rules for the notebooks, checked without running them."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,42 +22,53 @@ def test_the_suite_is_there():
     assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", n) for n in names), names
 
 
-def test_identical_first_install_cell():
+def first_cell() -> str:
+    return "".join(cells(NOTEBOOKS[0])[0]["source"])
+
+
+def test_one_short_first_cell_in_every_notebook():
+    """Issue 26 item 3 / issue 29 item 4: at most 5 lines, the same in all eight notebooks; the choice of the GPU
+    stack lives in the package (helpers.runtime.install, tested in tests/test_install.py)."""
     first = {p.name: "".join(cells(p)[0]["source"]) for p in NOTEBOOKS}
-    reference = first[NOTEBOOKS[0].name]
-    assert "COLAB_" in reference and "grpo-notebooks[gpu]" in reference and "grpo-notebooks[t4]" in reference
-    assert {name: src == reference for name, src in first.items()} == {name: True for name in first}
+    assert len(first) == 8 and set(first.values()) == {first_cell()}
+    assert len(first_cell().splitlines()) <= 5
+    assert "helpers.runtime.install" in first_cell() and "COLAB_" in first_cell()
 
 
-@pytest.mark.parametrize("smi, torch, extra", [
-    ("7.5, 570.124.06\n", "2.11.0+cu128", "t4"),  # Colab's T4 (Colab: CUDA 12.8 image, 2026-08)
-    ("7.5, 580.82.07\n", "2.11.0", "t4"),  # a T4 with CUDA 13: still no vLLM (benchmarks/t4.md)
-    ("8.9, 570.124.06\n", "2.11.0+cu128", "t4"),  # an L4 whose driver predates CUDA 13
-    ("8.0, 580.82.07\n", "2.11.0+cu128", "t4"),  # driver fine, but torch is a CUDA 12 build
-    ("9.0, 580.159.04\n9.0, 580.159.04\n", "2.11.0", "gpu"),  # two H200s as on the GPU machine
-    (FileNotFoundError, "2.11.0+cpu", "t4"),  # no nvidia-smi: a CPU runtime
+@pytest.mark.parametrize("colab, installed, expected", [
+    (True, False, ["check", "pip --no-deps", "helpers.runtime.install"]),  # Colab, a fresh runtime
+    (True, True, ["check"]),  # Colab, the suite already installed (a second notebook in the same runtime)
+    (False, False, []),  # anywhere else: nothing runs
 ])
-def test_install_cell_picks_the_extra_for_the_gpu(monkeypatch, smi, torch, extra):
-    """The first cell, run as on Colab with a faked nvidia-smi, torch and pip, installs the right extra."""
-    import importlib.metadata
-
+def test_first_cell_installs_on_colab_only(monkeypatch, colab, installed, expected):
+    """The cell run as on Colab (and elsewhere) with subprocess faked: what it runs, and that it changes no
+    environment variable (UNSLOTH_VLLM_STANDBY is the package's business now: helpers.model.vllm_engine)."""
     calls = []
 
     def fake_run(args, **kwargs):
-        calls.append(args)
-        if args[0] == "nvidia-smi":
-            if isinstance(smi, type):
-                raise smi(args[0])
-            return subprocess.CompletedProcess(args, 0, stdout=smi)
-        return subprocess.CompletedProcess(args, 1 if "import helpers" in args else 0)  # not installed yet
+        if args[1:] == ["-c", "import helpers.runtime.install"]:
+            calls.append("check")
+            return subprocess.CompletedProcess(args, 0 if installed else 1)
+        if args[1:6] == ["-m", "pip", "install", "-q", "--no-deps"]:
+            assert args[6] == "grpo-notebooks @ git+https://github.com/grpo-notebooks/grpo-notebooks" and kwargs["check"]
+            calls.append("pip --no-deps")
+        elif args[1:] == ["-m", "helpers.runtime.install"]:
+            assert kwargs["check"]
+            calls.append("helpers.runtime.install")
+        else:
+            raise AssertionError(args)
+        assert args[0] == sys.executable
+        return subprocess.CompletedProcess(args, 0)
 
+    for key in [k for k in os.environ if "COLAB_" in k] + ["UNSLOTH_VLLM_STANDBY"]:
+        monkeypatch.delenv(key, raising=False)
+    if colab:
+        monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
     monkeypatch.setattr(subprocess, "run", fake_run)
-    monkeypatch.setattr(importlib.metadata, "version", lambda name: {"torch": torch}[name])
-    monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
-    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "1")  # restored afterwards, whatever the cell sets
-    exec(compile("".join(cells(NOTEBOOKS[0])[0]["source"]), "install-cell", "exec"), {})
-    pip = [args for args in calls if args[:4] == [sys.executable, "-m", "pip", "install"]]
-    assert len(pip) == 1 and pip[0][-1].startswith(f"grpo-notebooks[{extra}] @ git+https://"), calls
+    before = dict(os.environ)
+    exec(compile(first_cell(), "first-cell", "exec"), {})
+    assert calls == expected
+    assert dict(os.environ) == before
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -67,3 +79,4 @@ def test_no_outputs_and_a_parameters_cell(path):
     assert len(tagged) == 1, "exactly one cell tagged 'parameters' (papermill)"
     assert "profile = None" in "".join(tagged[0]["source"])
     assert "describe(profile)" in "".join(code[-1]["source"]), "every notebook ends with the hardware line"
+    assert any(re.search(r"from helpers\.runtime\.hardware import .*\bdescribe\b", "".join(c["source"])) for c in code)

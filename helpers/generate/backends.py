@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from helpers.generate import fast_sampler as fast_rollout
+from helpers.generate.fast_model import Unsupported
 from helpers.model.vllm_engine import adapter_in_rollouts
 from helpers.runtime.distributed import is_main_process, plain_trl
 from helpers.runtime.hardware import detect, importable
@@ -15,7 +16,10 @@ from helpers.runtime.speed_options import DEFAULT, MODEL_OPTIONS, _check, defaul
 
 def prepare_model(model, options=DEFAULT) -> dict[str, str]:
     """Apply the model-level options (``fast_rollout``) to a loaded LoRA model; return what was done.
-    Only on a CUDA device: elsewhere the model keeps its own ``generate``."""
+    Only on a CUDA device: elsewhere the model keeps its own ``generate``. The sampler is tried once here
+    (``FastSampler.probe``: its kernels compile, a decode graph is captured and replayed on this GPU); if that
+    fails, or the model is one it does not implement, it is taken away again, with one line saying why, and the
+    model keeps its own ``generate`` (what was done then starts with "not used")."""
     import torch
 
     done: dict[str, str] = {}
@@ -26,7 +30,19 @@ def prepare_model(model, options=DEFAULT) -> dict[str, str]:
     if not torch.cuda.is_available():
         done[mode] = "skipped (no CUDA)"
         return done
-    fast_rollout.install(model, keep=mode == "fast_rollout_keep")  # the sampler: model._fast_sampler
+    sampler = fast_rollout.install(model, keep=mode == "fast_rollout_keep")  # the sampler: model._fast_sampler
+    try:
+        sampler.probe()
+    except Unsupported as why:
+        fast_rollout.uninstall(model)
+        done[mode] = f"not used ({why})"
+        print(f"fast rollout not used ({why}); generating with the model's own generate", flush=True)
+        return done
+    except Exception as exc:  # a kernel that does not compile or launch here, a graph that cannot be captured
+        sampler.fail(exc)  # says so in one line and frees the sampler's memory
+        fast_rollout.uninstall(model)
+        done[mode] = f"not used (failed on this GPU: {sampler.failed})"
+        return done
     done[mode] = f"helpers.generate.fast_sampler.FastSampler in front of {type(model).__name__}.generate"
     return done
 
@@ -143,14 +159,20 @@ def generation_backend(model, *, lora=None, backend: str | None = None) -> Backe
     return Backend("transformers", "model.generate", reason)
 
 
-def prepare_rollouts(model, backend: Backend, hw) -> None:
+def prepare_rollouts(model, backend: Backend, hw) -> Backend:
     """Put the suite's sampler in front of ``model.generate`` for the ``suite-sampler`` backend (with
-    ``$GRPO_GPU_SPEED``'s mode, ``helpers.runtime.speed_options``), and take it away for any other."""
+    ``$GRPO_GPU_SPEED``'s mode, ``helpers.runtime.speed_options``), and take it away for any other. Returns the
+    backend that really generates: ``backend``, or ``transformers`` (the model's own ``generate``) where the
+    sampler failed its first try on this GPU or does not implement the model (:func:`prepare_model`)."""
     if backend.name == "suite-sampler":
         options = defaults(hw)
-        prepare_model(model, options if any(o in MODEL_OPTIONS for o in options) else ("fast_rollout",))
+        done = prepare_model(model, options if any(o in MODEL_OPTIONS for o in options) else ("fast_rollout",))
+        if getattr(model, "_fast_sampler", None) is None:
+            return Backend("transformers", "model.generate (Unsloth's)" if hw.unsloth else "model.generate",
+                           f"the suite's sampler: {next(iter(done.values()))}")
     elif getattr(model, "_fast_sampler", None) is not None:
         fast_rollout.uninstall(model)
+    return backend
 
 
 _ANNOUNCED: set[tuple[str, str]] = set()
@@ -168,12 +190,12 @@ def announce(backend: Backend, where: str) -> bool:
 
 def grpo_rollouts(model, hw=None) -> Backend:
     """GRPO's rollout backend for ``model``, chosen by the one rule (:func:`grpo_backend`; the plain-TRL path of
-    several processes or ``$GRPO_PLAIN_TRL`` included), said once on rank 0 (:func:`announce`), with the
-    suite's sampler put in front of ``model.generate`` or taken away (:func:`prepare_rollouts`). Notebook 07
-    passes it to ``helpers.train.trainer_args.rollout_args``."""
+    several processes or ``$GRPO_PLAIN_TRL`` included), with the suite's sampler put in front of
+    ``model.generate`` (tried once) or taken away (:func:`prepare_rollouts`), and the backend that really
+    generates said once on rank 0 (:func:`announce`). Notebook 07 passes it to
+    ``helpers.train.trainer_args.rollout_args``."""
     hw = detect() if hw is None else hw
-    backend = grpo_backend(model, hw, plain_trl=plain_trl())
+    backend = prepare_rollouts(model, grpo_backend(model, hw, plain_trl=plain_trl()), hw)
     if is_main_process():
         announce(backend, "GRPO rollouts")
-    prepare_rollouts(model, backend, hw)
     return backend

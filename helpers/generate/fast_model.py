@@ -4,7 +4,8 @@ it computes with.
 ``describe(model)`` finds the ``*ForCausalLM`` under the PEFT wrappers, checks that it is a Llama / Qwen2
 decoder the sampler implements (SiLU, no sliding window, ``default`` rotary embeddings, plain 16/32-bit
 ``Linear`` projections, LoRA without DoRA / biases / merging) and returns its layers and tensors; anything
-else raises ``Unsupported``. ``_Proj`` is one projection with its LoRA adapters (``x W^T + b + Σ s · (x A^T)
+else raises ``Unsupported``. ``sampling_request`` checks a ``generate`` call the same way (plain sampling or
+greedy, no top-k / top-p / penalties / beams). ``_Proj`` is one projection with its LoRA adapters (``x W^T + b + Σ s · (x A^T)
 B^T``), ``_Fused`` stacks the LoRA A matrices of projections that read the same input, ``_Layer`` holds one
 decoder layer's projections and norms.
 """
@@ -125,6 +126,55 @@ class _Layer:
             proj.refresh()
         self.qkv.refresh()
         self.gate_up.refresh()
+
+
+def sampling_request(generation_config, kwargs):
+    """What a ``generate(..., generation_config=..., **kwargs)`` call asks the sampler for: (max_new_tokens,
+    temperature or 0 for greedy, eos ids, pad id); ``Unsupported`` for anything it does not implement."""
+    extra = {k for k, v in kwargs.items() if v is not None and k not in ("disable_compile",)}
+    if extra:
+        raise Unsupported(f"generate() arguments {sorted(extra)}")
+    g = generation_config
+    if g is None:
+        raise Unsupported("no generation_config")
+
+    def off(name, *neutral):
+        value = getattr(g, name, None)
+        if value not in (None, *neutral):
+            raise Unsupported(f"{name}={value!r}")
+
+    off("num_beams", 1)
+    off("top_k", 0)
+    off("top_p", 1.0)
+    off("min_p")
+    off("typical_p", 1.0)
+    off("epsilon_cutoff", 0.0)
+    off("eta_cutoff", 0.0)
+    off("repetition_penalty", 1.0)
+    off("no_repeat_ngram_size", 0)
+    off("bad_words_ids")
+    off("suppress_tokens")
+    off("begin_suppress_tokens")
+    off("forced_bos_token_id")
+    off("forced_eos_token_id")
+    off("min_new_tokens", 0)
+    off("min_length", 0)
+    off("sequence_bias")
+    off("penalty_alpha")
+    off("guidance_scale", 1.0)
+    off("num_return_sequences", 1)
+    off("output_scores", False)
+    off("output_logits", False)
+    off("return_dict_in_generate", False)
+    off("assistant_model")
+    off("prompt_lookup_num_tokens")
+    if g.max_new_tokens is None:
+        raise Unsupported("max_new_tokens is not set")
+    temperature = float(g.temperature if g.temperature is not None else 1.0) if g.do_sample else 0.0
+    eos = g.eos_token_id
+    eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+    pad = g.pad_token_id if g.pad_token_id is not None else (eos[0] if eos else 0)
+    return int(g.max_new_tokens), temperature, eos, int(pad)
 
 
 def describe(model):

@@ -22,7 +22,10 @@ the base weights are cast into fixed buffers before each rollout.
 
 Where it does not apply (another architecture, DoRA, quantized weights, a sliding window, rope scaling,
 top-k / top-p / min-p / repetition penalty, beams, or no CUDA for graphs) ``generate`` falls back to the
-model's own ``generate`` and says why once (``FastSampler.fallbacks``).
+model's own ``generate`` and says why once (``FastSampler.fallbacks``). Where it fails (a kernel that does not
+compile or launch on this GPU, a graph that cannot be captured, out of memory), the installed ``generate`` says
+so in one line on stderr, frees the sampler's cache and generates with the model's own ``generate`` from then on
+(``FastSampler.failed``); ``probe()`` makes such a failure show before training starts.
 
 ``install(model)`` puts the sampler in front of ``model.generate`` (the PEFT model TRL's ``GRPOTrainer``
 generates with); ``uninstall(model)`` removes it. The KV cache and the graphs are released after each rollout
@@ -35,13 +38,14 @@ step are ``helpers.generate.fast_kernels``'. Here: the sampler (prefill, decode 
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import torch
 import torch.nn.functional as F
 
 from helpers.generate.fast_kernels import _rms, _rope, decode_triton, triton
-from helpers.generate.fast_model import Unsupported, describe
+from helpers.generate.fast_model import Unsupported, describe, sampling_request
 
 
 class FastSampler:
@@ -55,6 +59,7 @@ class FastSampler:
         self.keep = keep
         self.use_graphs = use_graphs
         self.fallbacks: list[str] = []
+        self.failed: str | None = None  # why the sampler gave up for good (set by fail())
         self.stats = {"rollouts": 0, "captures": 0, "replays": 0, "eager_steps": 0}
         self._spec = None
         self._state = None
@@ -69,55 +74,6 @@ class FastSampler:
             raise Unsupported(f"unexpected model layout ({type(exc).__name__}: {exc})") from None
         return self._spec
 
-    # -- request checks --------------------------------------------------------------------------------------
-    @staticmethod
-    def _sampling(generation_config, kwargs):
-        """(max_new_tokens, temperature or 0 for greedy, eos ids, pad id) or Unsupported."""
-        extra = {k for k, v in kwargs.items() if v is not None and k not in ("disable_compile",)}
-        if extra:
-            raise Unsupported(f"generate() arguments {sorted(extra)}")
-        g = generation_config
-        if g is None:
-            raise Unsupported("no generation_config")
-
-        def off(name, *neutral):
-            value = getattr(g, name, None)
-            if value not in (None, *neutral):
-                raise Unsupported(f"{name}={value!r}")
-
-        off("num_beams", 1)
-        off("top_k", 0)
-        off("top_p", 1.0)
-        off("min_p")
-        off("typical_p", 1.0)
-        off("epsilon_cutoff", 0.0)
-        off("eta_cutoff", 0.0)
-        off("repetition_penalty", 1.0)
-        off("no_repeat_ngram_size", 0)
-        off("bad_words_ids")
-        off("suppress_tokens")
-        off("begin_suppress_tokens")
-        off("forced_bos_token_id")
-        off("forced_eos_token_id")
-        off("min_new_tokens", 0)
-        off("min_length", 0)
-        off("sequence_bias")
-        off("penalty_alpha")
-        off("guidance_scale", 1.0)
-        off("num_return_sequences", 1)
-        off("output_scores", False)
-        off("output_logits", False)
-        off("return_dict_in_generate", False)
-        off("assistant_model")
-        off("prompt_lookup_num_tokens")
-        if g.max_new_tokens is None:
-            raise Unsupported("max_new_tokens is not set")
-        temperature = float(g.temperature if g.temperature is not None else 1.0) if g.do_sample else 0.0
-        eos = g.eos_token_id
-        eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-        pad = g.pad_token_id if g.pad_token_id is not None else (eos[0] if eos else 0)
-        return int(g.max_new_tokens), temperature, eos, int(pad)
-
     # -- the step --------------------------------------------------------------------------------------------
     def _rope(self, positions):
         """cos and signed sin [b, 1, t, d] for ``_rope`` (as transformers' default rotary embedding computes them)."""
@@ -129,9 +85,9 @@ class FastSampler:
         return cos, sin_signed
 
     def _forward(self, ids, positions, col0, width, attn_mask):
-        """Hidden state of the last position after all layers. ids/positions [b, t]; K/V written at columns
-        col0 (a device tensor [1] for t == 1, else an int) onward; attention over cache[:, :, :width] with
-        attn_mask [b, 1, t, width] (True = attend)."""
+        """Hidden state of the last position after all layers. ids/positions [b, t]; K/V written at columns col0
+        onward (a device tensor [1] in a decode step, an int in the prefill, even of one token); attention over
+        cache[:, :, :width] with attn_mask [b, 1, t, width] (True = attend)."""
         spec, st = self._spec, self._state
         b, t = ids.shape
         H, KV, d = spec["n_heads"], spec["n_kv"], spec["head_dim"]
@@ -148,7 +104,7 @@ class FastSampler:
             q = _rope(q, cos, sin)
             k = _rope(k, cos, sin)
             K, V = st["K"][i], st["V"][i]
-            if t == 1:
+            if isinstance(col0, torch.Tensor):  # a decode step: the column is a device tensor (graph-safe)
                 K.index_copy_(2, col0, k)
                 V.index_copy_(2, col0, v)
             else:
@@ -235,11 +191,36 @@ class FastSampler:
             self._state = None
 
     # -- public ----------------------------------------------------------------------------------------------
+    def probe(self) -> None:
+        """Generate 3 greedy tokens for one row, as a rollout would (graphs on CUDA): compiles the Triton kernels,
+        captures and replays a decode graph on this GPU. Raises what ``generate`` raises (``Unsupported`` too)."""
+        from transformers import GenerationConfig
+
+        spec = self._build()
+        ids = torch.zeros((1, 1), dtype=torch.long, device=spec["device"])
+        self.generate(ids, None, GenerationConfig(max_new_tokens=3, do_sample=False, pad_token_id=0))
+
+    def fail(self, exc: BaseException) -> str:
+        """Give the sampler up for this process after ``exc``: free its cache and graphs, print one line on
+        stderr, return it. The installed ``generate`` then always calls the model's own."""
+        text = str(exc).strip()
+        self.failed = f"{type(exc).__name__}: {text.splitlines()[0][:200] if text else 'no message'}"
+        self._release()
+        if torch.cuda.is_available():
+            try:
+                torch.cuda.empty_cache()
+            except Exception:  # a broken CUDA context: the model's generate will say so
+                pass
+        line = (f"fast rollout failed on this GPU ({self.failed}); generating with the model's own generate "
+                "from now on")
+        print(line, file=sys.stderr, flush=True)
+        return line
+
     @torch.no_grad()
     def generate(self, input_ids, attention_mask=None, generation_config=None, **kwargs):
         """``[batch, prompt + new]`` token ids, like ``model.generate`` (the prompt part is ``input_ids``)."""
         spec = self._build()
-        max_new, temperature, eos, pad = self._sampling(generation_config, kwargs)
+        max_new, temperature, eos, pad = sampling_request(generation_config, kwargs)
         device = spec["device"]
         graphs = torch.cuda.is_available() and device.type == "cuda" if self.use_graphs is None else self.use_graphs
         input_ids = input_ids.to(device)
@@ -321,13 +302,16 @@ class FastSampler:
 
 def install(model, **options) -> FastSampler:
     """Route ``model.generate`` through a :class:`FastSampler` (falling back to the original per call when
-    the request or model is unsupported). Returns the sampler; ``uninstall(model)`` undoes it."""
+    the request or model is unsupported, and for good once the sampler fails). Returns the sampler;
+    ``uninstall(model)`` undoes it."""
     if getattr(model, "_fast_sampler", None) is not None:
         return model._fast_sampler
     sampler = FastSampler(model, **options)
     original = model.generate
 
     def generate(*args, **kwargs):
+        if sampler.failed is not None:
+            return original(*args, **kwargs)
         call = dict(kwargs)
         if args:
             call.setdefault("input_ids", args[0])
@@ -345,6 +329,9 @@ def install(model, **options) -> FastSampler:
                     # a trainer's rollout (TRL passes a GenerationConfig): say once why it is not the fast one;
                     # keyword-style calls (evaluation helpers) fall back quietly
                     warnings.warn(f"fast rollout not used ({why}); generating with model.generate", stacklevel=2)
+            return original(*args, **kwargs)
+        except Exception as exc:  # a compile, launch or capture failure on this GPU never sinks a run
+            sampler.fail(exc)
             return original(*args, **kwargs)
 
     generate._fast_sampler_original = original

@@ -175,12 +175,12 @@ def load_model(
                     "$GRPO_PLAIN_TRL asks for this path on one)", world_size())
     if unsloth:
         apply(defaults(hw))  # environment options Unsloth reads at import (helpers.runtime.speed_options, measured defaults)
+        use_vllm = hw.vllm if fast_inference is None else fast_inference
+        if use_vllm:
+            apply_vllm_env()  # before `import unsloth`: it reads UNSLOTH_VLLM_STANDBY at import (helpers.model.vllm_engine)
         import unsloth  # noqa: F401  (must come before transformers' models are built)
         from unsloth import FastLanguageModel
 
-        use_vllm = hw.vllm if fast_inference is None else fast_inference
-        if use_vllm:
-            apply_vllm_env()
         try:
             with engine_deadline(vllm_start_timeout() if use_vllm else 0), watch_engine_start(use_vllm):
                 model, tokenizer = FastLanguageModel.from_pretrained(

@@ -19,7 +19,11 @@ from helpers.runtime.upstream_noise import quiet_upstream
 # The vLLM engine as the suite runs it (measured on an H200 with vLLM 0.26.0, 2026-11-29): in this
 # process (with the engine in its own process the start hung for 7 minutes after "Using V2 Model
 # Runner"; Unsloth sets this too, to reach the engine's model), offline, no usage reports, and
-# FlashInfer's sampler off (its JIT needs the CUDA compiler, which a runtime-only install lacks).
+# FlashInfer's sampler off (its JIT needs the CUDA compiler, which a runtime-only install lacks). And Unsloth's
+# standby mode (vLLM sleeps while training runs, so both share the GPU's memory; Unsloth's own GRPO notebooks turn it
+# on): unsloth_zoo reads it when ``import unsloth`` runs (with it, no ``expandable_segments``, which vLLM's sleep
+# allocator refuses), so it must be set before that import (``helpers.model.load.load_model`` does). Standby sizes
+# vLLM to ~87% of the GPU whatever ``gpu_memory_utilization`` says: runs sharing a GPU set it to 0.
 # VLLM_HOST_IP: the single-GPU engine's torch.distributed store on the loopback address. vLLM 0.26's
 # UniProcExecutor connects it to ``tcp://{get_ip()}:{port}`` (v1/executor/uniproc_executor.py l. 73), and
 # get_ip() (utils/network_utils.py l. 33) is the machine's outward address unless VLLM_HOST_IP says otherwise;
@@ -28,6 +32,7 @@ from helpers.runtime.upstream_noise import quiet_upstream
 # on the console at every engine start (issue 31); 127.0.0.1 resolves locally (/etc/hosts). Several GPUs use
 # TRL's external launcher, whose vLLM connects through the launcher's variables (env://) instead.
 VLLM_ENV = {
+    "UNSLOTH_VLLM_STANDBY": "1",
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
     "VLLM_USE_FLASHINFER_SAMPLER": "0",
     "VLLM_NO_USAGE_STATS": "1",
@@ -53,8 +58,8 @@ def _env_float(name: str, low: float, high: float) -> float | None:
 
 def apply_vllm_env() -> None:
     """Set :data:`VLLM_ENV` where the environment does not already say otherwise, and install the filters of
-    ``helpers.runtime.upstream_noise.quiet_upstream`` (before an engine starts: Unsloth's in ``load_model``, or
-    TRL's own in colocate mode)."""
+    ``helpers.runtime.upstream_noise.quiet_upstream`` (before an engine starts, and for Unsloth's before
+    ``import unsloth``: ``load_model``; or TRL's own in colocate mode)."""
     for key, value in VLLM_ENV.items():
         os.environ.setdefault(key, value)
     quiet_upstream()

@@ -3,7 +3,10 @@
 Upstream symptom: ``GRPOTrainer`` and ``SFTTrainer`` patch the model with a fused LM head
 (``trl.trainer.utils.add_fused_lm_head``) whose projection is ``_ChunkedLogProbFunction``, a Triton
 kernel. Triton ships only with CUDA builds of torch, so on a CPU build TRL sets it to ``None`` and
-the first training step dies with ``'NoneType' object has no attribute 'apply'``.
+the first training step dies with ``'NoneType' object has no attribute 'apply'``; where Triton is
+installed on a machine without a GPU (the dev extra installs it, for tests/test_fast_kernels.py), TRL
+keeps its Triton kernel and the first step dies with ``RuntimeError: 0 active drivers ([]). There
+should only be one.``
 
 Fix: where unsloth is installed, ``import unsloth`` (its CPU backend swaps in a torch version,
 ``unsloth_zoo.cpu.ops.patch_trl_fused_lm_head``). Otherwise ``patch_trl_for_cpu()`` installs
@@ -63,7 +66,8 @@ class TorchChunkedLogProb:
 
 
 def trl_needs_cpu_patch() -> bool:
-    """True when TRL's fused LM head has no kernel here (no Triton), so its trainers would crash."""
+    """True when TRL's fused LM head has no kernel that runs here, so its trainers would crash: none (no
+    Triton), or TRL's own Triton kernel on a machine without a GPU for it."""
     import trl.trainer.utils as trl_utils
 
     if not hasattr(trl_utils, "_ChunkedLogProbFunction"):
@@ -71,7 +75,8 @@ def trl_needs_cpu_patch() -> bool:
             "trl.trainer.utils._ChunkedLogProbFunction is gone: TRL changed its fused LM head; "
             "fix: re-check helpers/cpu_compat.py against the installed TRL before training on CPU."
         )
-    return trl_utils._ChunkedLogProbFunction is None
+    head = trl_utils._ChunkedLogProbFunction
+    return head is None or (head.__module__.startswith("trl.kernels") and not torch.cuda.is_available())
 
 
 def patch_trl_for_cpu() -> str:
