@@ -277,6 +277,7 @@ def run(args):
         chosen = [o for o in (args.speed or []) if o != "none"]
         os.environ[gpu_speed.ENV] = ",".join(chosen) or "none"
         speed = gpu_speed.apply(chosen)
+        from helpers.generate.backends import prepare_model
         from helpers.model.load import load_model
         from helpers.model.lora import add_lora
 
@@ -284,7 +285,7 @@ def run(args):
         model, report = add_lora(model, RANK)
         print(report)
         if chosen and not getattr(model, "_fast_sampler", None):
-            speed.update(gpu_speed.prepare_model(model, chosen))
+            speed.update(prepare_model(model, chosen))
         elif getattr(model, "_fast_sampler", None):
             speed["fast_rollout"] = "installed by helpers.model.lora.add_lora"
         config, config_source = _suite_config(args, args.profile, Path(tempfile.mkdtemp()), args.gen_batch, args.dtype,

@@ -9,7 +9,7 @@ throughput (8192^3, torch, bf16 off); (b) GRPO steps of the `colab-t4` profile w
 Qwen2.5-1.5B-Instruct's shape (fp16, the embedded SmolLM2's tokenizer, vocabulary 151,936), rank-64 LoRA through
 ``helpers.model.lora.add_lora``, the profile's generations and completion length, rollouts through the suite's
 sampler (``helpers.generate.backends.prepare_rollouts``), bf16 reported absent and GPU memory capped at a T4's 15 GiB
-(as benchmarks/gpu_e2e/t4/sitecustomize.py does), the steps after the first timed with their rollout part; (c) the
+(as benchmarks/learning_gpu/t4_rehearsal/sitecustomize.py does), the steps after the first timed with their rollout part; (c) the
 predicted T4 step (``estimate.predict``: the formula, the T4 figures and their sources are in estimate.py). On a T4
 itself nothing is scaled: the measured step is the answer. Prints a table and ``RESULT {json}``.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-for _path in (str(ROOT), str(ROOT / "benchmarks"), str(HERE)):
+for _path in (str(ROOT), str(ROOT / "benchmarks" / "grpo_speed_gpu"), str(HERE)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -101,28 +101,23 @@ def _random_reward(completions, **kwargs):
 
 
 def _grpo_config(steps: int, output_dir: str, hw):
-    """The suite's GRPO config for the profile (``helpers.train.grpo_config``), or, if its API has moved, an explicit
-    ``trl.GRPOConfig`` with the profile's sizes; with DAPO's masking of truncated completions off (every
-    random-weight completion is truncated: masking them would leave no gradient to compute)."""
+    """Notebook 07's GRPOConfig for the profile: its recipe arguments with the profile's row
+    (``helpers.runtime.profiles``) and ``helpers.train.trainer_args``' machine arguments, checkpoints off and DAPO's
+    masking of truncated completions off (every random-weight completion is truncated: masking them would leave no
+    gradient to compute)."""
     import trl
 
-    from helpers.runtime.profiles import settings
+    from helpers.runtime.profiles import profile_settings
+    from helpers.train.trainer_args import machine_args
 
-    sizes = settings(PROFILE)
-    try:
-        from helpers.train.grpo_config import GRPOSettings
-
-        grpo = GRPOSettings.for_profile(PROFILE, max_steps=steps, save_steps=10**6)
-        kwargs, source = grpo.trl_kwargs(output_dir, hw, use_vllm=False), "helpers.train.grpo_config.GRPOSettings"
-    except (ImportError, AttributeError, TypeError) as exc:
-        kwargs = dict(output_dir=output_dir, max_steps=steps, learning_rate=5e-6, beta=0.0, temperature=1.0,
-                      per_device_train_batch_size=sizes.per_device_batch_size, gradient_accumulation_steps=1,
-                      num_generations=sizes.num_generations, max_completion_length=sizes.max_completion_length,
-                      fp16=True, bf16=False, gradient_checkpointing=True, logging_steps=1, report_to="none")
-        source = f"explicit trl.GRPOConfig (the suite's config API moved: {type(exc).__name__}: {exc})"
-        print(source, flush=True)
+    s = profile_settings(PROFILE)
+    kwargs = dict(output_dir=output_dir, max_steps=steps, per_device_train_batch_size=s.grpo_batch_size,
+                  num_generations=s.num_generations, max_completion_length=s.max_completion_length,
+                  temperature=s.grpo_temperature, learning_rate=s.grpo_learning_rate, warmup_steps=s.grpo_warmup_ratio,
+                  weight_decay=0.001, max_grad_norm=0.1, beta=0.0, loss_type="dapo", scale_rewards="group",
+                  logging_steps=1, **machine_args(hw))
     kwargs.update(mask_truncated_completions=False, save_strategy="no", report_to="none")
-    return trl.GRPOConfig(**kwargs), source
+    return trl.GRPOConfig(**kwargs), "notebook 07's GRPOConfig arguments with the colab-t4 row (helpers.runtime.profiles)"
 
 
 def _sizes_of(model) -> dict:
@@ -153,7 +148,7 @@ def grpo_steps(steps: int, tok_dir: Path, cap_gib: float) -> dict:
     from helpers.model.load import load_model
     from helpers.model.lora import add_lora
     from helpers.runtime.hardware import detect
-    from helpers.runtime.profiles import settings
+    from helpers.runtime.profiles import profile_settings
 
     work = Path(tempfile.mkdtemp(prefix="t4-measure-"))
     t0 = time.perf_counter()
@@ -162,7 +157,7 @@ def grpo_steps(steps: int, tok_dir: Path, cap_gib: float) -> dict:
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib * 2**30 / total), 0)
     torch.cuda.reset_peak_memory_stats()
-    sizes = settings(PROFILE)
+    sizes = profile_settings(PROFILE)
     model, tok = load_model(str(work / "model"), profile=PROFILE, dtype=torch.float16,
                             max_seq_length=sizes.max_seq_length)
     model, lora_report = add_lora(model, sizes.lora_rank)
