@@ -61,7 +61,8 @@ def _fake_adapter(folder, tensors=None):
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
-    save_file(tensors or {"base_model.model.x.lora_A.weight": torch.zeros(8, 4)}, str(folder / "adapter_model.safetensors"))
+    save_file(tensors or {"base_model.model.x.lora_A.weight": torch.zeros(8, 4),  # a whole pair: A [r, in], B [out, r]
+                          "base_model.model.x.lora_B.weight": torch.zeros(4, 8)}, str(folder / "adapter_model.safetensors"))
     return folder
 
 
