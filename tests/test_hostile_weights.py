@@ -75,8 +75,10 @@ REFUSED_BEFORE_LOADING = {  # damage, whether sharded, what the message says
     "an index that misplaces a tensor": (_misplace_in_index, True, "does not hold 1 tensors"),
     "no tokenizer": (lambda f: [(f / n).unlink() for n in ("tokenizer.json", "tokenizer_config.json")], False,
                      "has no tokenizer"),
-    "a half-written tokenizer": (lambda f: (f / "tokenizer.json").write_text('{"version": "1.'), False,
-                                 "tokenizer.json is unreadable"),
+    "a half-copied tokenizer.json": (lambda f: (f / "tokenizer.json").write_bytes((f / "tokenizer.json").read_bytes()[
+        :1_000_000]), False, "tokenizer.json is unreadable"),
+    "a half-written tokenizer_config.json": (lambda f: (f / "tokenizer_config.json").write_text('{"eos_token": "<'),
+                                             False, "tokenizer_config.json is unreadable"),
     "weights of the wrong shape": (_wrong_shapes, False, "tensors of the wrong shape"),
     "a config that is a JSON list": (lambda f: (f / "config.json").write_text("[1, 2]"), False, "holds a JSON list"),
     "a weight missing": (lambda f: _resave(f / "model.safetensors", lambda t: t.pop("model.layers.0.mlp.up_proj.weight")),

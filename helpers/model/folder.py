@@ -31,6 +31,7 @@ from helpers.model.checks import ModelLoadError, check_causal_lm, local_folder_c
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json",
                    "vocab.txt", "tekken.json")
 SINGLE, INDEX = "model.safetensors", "model.safetensors.index.json"
+_PARSE_LIMIT = 256 * 2**10
 _AGAIN = "fix: copy the model folder again from its source (config.json, tokenizer files and weights together)"
 
 
@@ -84,9 +85,22 @@ def _check_tokenizer(folder: Path) -> None:
                              "fix: copy the tokenizer files (tokenizer.json, tokenizer_config.json) from the model's "
                              "source into the folder, or save them with tokenizer.save_pretrained(folder).")
     for name in [*present, "tokenizer_config.json", "special_tokens_map.json"]:
-        if name.endswith(".json") and (folder / name).exists() and (issue := file_problem(folder / name)):
+        if name.endswith(".json") and (folder / name).exists() and (issue := _json_problem(folder / name)):
             raise ModelLoadError(f"{folder / name} is {issue}; fix: copy the tokenizer files from the model's "
                                  "source again.")
+
+
+def _json_problem(path: Path) -> str | None:
+    """:func:`helpers.files.integrity.file_problem` for a small JSON file; a large one (a 3.5 MB
+    ``tokenizer.json`` takes 70-160 ms to parse, and the tokenizer parses it again right after) must
+    only open and close as an object, which a half-written copy does not."""
+    if path.stat().st_size <= _PARSE_LIMIT:
+        return file_problem(path)
+    with open(path, "rb") as fh:
+        head = fh.read(64).lstrip()
+        fh.seek(-64, 2)
+        tail = fh.read().rstrip()
+    return None if head.startswith(b"{") and tail.endswith(b"}") else "unreadable (cut off: not a whole JSON object)"
 
 
 def _weight_headers(folder: Path, allow_pickle: bool) -> dict[str, tuple[int, ...]] | None:

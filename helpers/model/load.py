@@ -8,6 +8,11 @@ under a second. The cache is built in a temporary folder and renamed into place,
 process never leaves a half-written model behind; the build records each file's size and SHA-256,
 and every use checks them (:func:`embedded_model_path`), so a damaged cache is rebuilt, never used.
 
+A local folder is checked before anything loads (:func:`helpers.model.folder.check_model_folder`:
+config, tokenizer, weight headers, shards, names and shapes against the config), and every loaded
+model after (:func:`helpers.model.loaded.check_loaded`: weights transformers reports missing or
+unexpected, NaN/inf), so nothing trains on weights that are not the checkpoint's.
+
 Weights load from safetensors only, unless the caller opts in with ``allow_pickle=True``.
 """
 
@@ -123,7 +128,11 @@ def load_model(
     (``pytorch_model.bin``) is refused with one line, unless ``allow_pickle=True`` (unpickling can run
     code: opt in only for a source you trust). Without the opt-in, transformers is called with
     ``use_safetensors=True``. A path that does not exist, a folder that is not a model, and an unknown
-    architecture each get their own one-line :class:`ModelLoadError`.
+    architecture each get their own one-line :class:`ModelLoadError`; so do a damaged folder (an empty,
+    unrelated, truncated or corrupt weights file, a missing shard or tokenizer, shapes that do not fit
+    the config: refused before loading) and loaded weights with missing or unexpected keys or NaN/inf
+    (refused after loading; the embedded model's cache is then hashed in full and rebuilt, and loaded
+    again on the transformers path).
 
     On a CUDA GPU with unsloth installed: ``FastLanguageModel.from_pretrained`` in 16 bits
     (``load_in_4bit=False``) with ``fast_inference`` (vLLM generation, default: whether vLLM is
