@@ -186,6 +186,31 @@ def test_good_folders_load_their_own_weights(how, tmp_path, embedded_path, monke
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
+@pytest.mark.parametrize("model_type, sizes", [
+    ("mixtral", dict(hidden_size=32, intermediate_size=64, num_attention_heads=2, num_key_value_heads=1,
+                     num_local_experts=4, num_experts_per_tok=2)),  # per-expert tensors that loading fuses
+    ("gpt2", dict(n_embd=32, n_head=2)),  # Conv1D projections, tied head, 'transformer.' prefix
+])
+def test_other_architectures_pass_and_load_their_own_weights(model_type, sizes, tmp_path, embedded_path, monkeypatch):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from helpers.model.folder import check_model_folder
+    from helpers.model.load import load_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    saved = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, vocab_size=49152, num_hidden_layers=2,
+                                                                  n_layer=2, **sizes))
+    folder = tmp_path / model_type
+    saved.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(embedded_path / name, folder / name)
+    check_model_folder(str(folder))
+    model, _ = load_model(str(folder), profile="cpu")
+    ours, theirs = model.state_dict(), saved.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
 def test_the_embedded_model_folder_passes_the_folder_check(embedded_path):
     from helpers.model.folder import check_model_folder
 
