@@ -298,12 +298,14 @@ def test_a_manifest_from_before_sampling_is_hashed_once_and_upgraded(stand_in_ca
     from helpers.model.embedded import embedded_model_path
 
     final, builds = stand_in_cache
-    manifest = json.loads((final / integrity.MANIFEST).read_text())
-    old = {name: {"size": e["size"], "sha256": e["sha256"]} for name, e in manifest["files"].items()}
-    (final / integrity.MANIFEST).write_text(json.dumps({**manifest, "files": old}))  # as the previous version wrote it
     hashed = []
     real = integrity._sha256
     monkeypatch.setattr(integrity, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    embedded_model_path()
+    assert hashed == []  # a fresh build is used without hashing it again
+    manifest = json.loads((final / integrity.MANIFEST).read_text())
+    old = {name: {"size": e["size"], "sha256": e["sha256"]} for name, e in manifest["files"].items()}
+    (final / integrity.MANIFEST).write_text(json.dumps({**manifest, "files": old}))  # as the previous version wrote it
     embedded_model_path()
     assert len(builds) == 1 and "model.safetensors" in hashed  # verified in full, not rebuilt
     assert "stat" in json.loads((final / integrity.MANIFEST).read_text())["files"]["model.safetensors"]
