@@ -3,6 +3,7 @@ import os
 
 import nbformat
 import pytest
+from model_folders import model_folder
 from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers.run import cli, suite
@@ -90,7 +91,7 @@ def test_run_help_shows_model_and_parameters_with_examples(capsys):
         assert text in out, text
 
 
-def test_parameters_are_typed_like_the_parameters_cell(tmp_path, nbs, capfd):
+def test_parameters_are_typed_like_the_parameters_cell(tmp_path, nbs, capfd, embedded_path):
     params_notebook(nbs / "01_typed.ipynb", 'profile = None\nsteps = 3\nlr = 0.5\nname = "q8_0"\nflag = False\n'
                     "maybe = None\nmodel_name = None",
                     "assert (steps, lr, name, flag, maybe) == (4, 1.0, '16', True, 1e-4), (steps, lr, name, flag, maybe)\n"
@@ -98,8 +99,7 @@ def test_parameters_are_typed_like_the_parameters_cell(tmp_path, nbs, capfd):
                     "assert model_name.endswith('my-model'), model_name")
     params_notebook(nbs / "02_other.ipynb", "profile = None\nsteps = 1", "assert steps == 4 and 'model_name' not in dir()")
     model = tmp_path / "my-model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
+    model_folder(model, embedded_path)  # a real (tiny) model folder: --model's pre-check reads its weights
     cli.main(["run", "--profile", "ci", "--out", str(tmp_path / "run"), "-p", "steps=4", "-p", "lr=1", "-p", "name=16",
               "-p", "flag=True", "-p", "maybe=1e-4", "--model", str(model)])
     captured = capfd.readouterr()

@@ -354,19 +354,19 @@ def test_a_truncated_cached_model_is_rebuilt_not_used(fake_cache, caplog):
     assert [p.name for p in final.parent.iterdir()] == [final.name]  # no temporary or old folder left
 
 
-def test_same_size_damage_is_found_by_the_full_check(fake_cache):
+def test_same_size_damage_is_found_at_every_use_and_by_the_full_check(fake_cache):
     from helpers.model.embedded import embedded_model_path
 
     final, builds = fake_cache
     embedded_model_path()
     weights = final / "model.safetensors"
     data = bytearray(weights.read_bytes())
-    data[-8:] = b"\xff" * 8  # same size, same header: only the hash can tell
+    data[-8:] = b"\xff" * 8  # same size, same header: only a hash can tell
     weights.write_bytes(bytes(data))
     embedded_model_path()
-    assert len(builds) == 1  # the per-use check reads sizes and headers only (documented)
+    assert len(builds) == 2 and weights.read_bytes() != bytes(data)  # the write moved its ctime: hashed in full
     embedded_model_path(full_check=True)
-    assert len(builds) == 2 and weights.read_bytes() != bytes(data)
+    assert len(builds) == 2  # the rebuilt cache hashes as recorded
 
 
 def test_a_cache_from_before_manifests_is_adopted_or_rebuilt(fake_cache):

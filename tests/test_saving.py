@@ -61,7 +61,8 @@ def _fake_adapter(folder, tensors=None):
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8}))
-    save_file(tensors or {"base_model.model.x.lora_A.weight": torch.zeros(8, 4)}, str(folder / "adapter_model.safetensors"))
+    save_file(tensors or {"base_model.model.x.lora_A.weight": torch.zeros(8, 4),  # a whole pair: A [r, in], B [out, r]
+                          "base_model.model.x.lora_B.weight": torch.zeros(4, 8)}, str(folder / "adapter_model.safetensors"))
     return folder
 
 
@@ -274,8 +275,9 @@ def test_adapter_for_another_base_model_gets_a_clear_error(saved, tmp_path):
     folder.mkdir()
     (folder / "adapter_config.json").write_text((saved["lora"] / "adapter_config.json").read_text())
     tensors = load_file(str(saved["lora"] / "adapter_model.safetensors"))
-    save_file({k: torch.zeros(v.shape[0] + 3, v.shape[1]) for k, v in tensors.items()},
-              str(folder / "adapter_model.safetensors"))
+    # an adapter of the same rank for a wider model: A is [r, in + 3], B is [out + 3, r]
+    save_file({k: torch.zeros(v.shape[0] + 3, v.shape[1]) if "lora_B" in k else torch.zeros(v.shape[0], v.shape[1] + 3)
+               for k, v in tensors.items()}, str(folder / "adapter_model.safetensors"))
     base, _ = load_model(profile="ci")
     with pytest.raises(AdapterLoadError) as err:
         load_adapter(base, folder)

@@ -5,9 +5,12 @@
   ``.pth``, ``.bin``) must be a whole zip archive (its central directory sits at the end, so a cut-off
   file has none). Each check reads a header, never the tensors: milliseconds for a checkpoint.
 - **Manifests** (:func:`write_manifest`, :func:`manifest_problems`): the size and SHA-256 of every file
-  of a folder, written when the folder is built; on use the sizes are compared and the headers and small
-  configs read back (milliseconds), the hashes only when asked (``full=True``: 0.6 s for the embedded
-  model's 538 MB).
+  of a folder, written when the folder is built, with a SHA-256 of 16 sampled 64 KiB blocks and the file's
+  identity (``stat``: size, mtime, ctime, inode) when it was last fully hashed. On use: the sizes, the
+  sampled hash and the headers and small configs are compared (milliseconds); a file whose identity
+  changed since (any write to it, e.g. bytes overwritten in place at the same size, moves its ctime) gets
+  the full SHA-256, as does every file when asked (``full=True``); a full hash that matches records the
+  new identity, so the next use is cheap again.
 - **Pickles** (:func:`check_weights_folder`): a model folder must hold ``*.safetensors`` weights; a
   folder with only pickles (``pytorch_model.bin``, ``*.pt``, ``*.ckpt``) is refused unless the caller
   opts in, since unpickling can run code.
@@ -83,41 +86,91 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(folder: str | os.PathLike, **info) -> Path:
-    """Record the size and SHA-256 of every file in ``folder`` (not recursing) in ``folder/MANIFEST``,
-    with ``info``; written to a temporary file and renamed, so a manifest is whole or absent."""
-    folder = Path(folder)
-    files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
-             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST and not p.name.startswith(".tmp")}
+SAMPLE_BLOCKS, SAMPLE_BLOCK = 16, 64 * 2**10  # 1 MiB read per file: milliseconds
+
+
+def _sampled_sha256(path: Path, size: int) -> str:
+    """SHA-256 of ``SAMPLE_BLOCKS`` blocks spread evenly over the file (first and last included); the
+    whole file when it is that small."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if size <= SAMPLE_BLOCKS * SAMPLE_BLOCK:
+            digest.update(fh.read())
+        else:
+            step = (size - SAMPLE_BLOCK) // (SAMPLE_BLOCKS - 1)
+            for i in range(SAMPLE_BLOCKS):
+                fh.seek(i * step)
+                digest.update(fh.read(SAMPLE_BLOCK))
+    return digest.hexdigest()
+
+
+def _identity(path: Path) -> list[int]:
+    """What changes when a file is written, replaced or copied: size, mtime, ctime (not settable by
+    ``touch``), inode."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _entry(path: Path, sha256: str | None = None) -> dict:
+    identity = _identity(path)
+    return {"size": identity[0], "sha256": sha256 or _sha256(path), "sample": _sampled_sha256(path, identity[0]),
+            "stat": identity}
+
+
+def _write(folder: Path, manifest: dict) -> Path:
     target = folder / MANIFEST
     tmp = folder / f".tmp-{os.getpid()}-{MANIFEST}"
-    tmp.write_text(json.dumps({"format": 1, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), **info, "files": files},
-                              indent=1))
+    tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, target)
     return target
 
 
+def write_manifest(folder: str | os.PathLike, **info) -> Path:
+    """Record the size, SHA-256, sampled hash and identity of every file in ``folder`` (not recursing) in
+    ``folder/MANIFEST``, with ``info``; written to a temporary file and renamed, so a manifest is whole or absent."""
+    folder = Path(folder)
+    files = {p.name: _entry(p)
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST and not p.name.startswith(".tmp")}
+    return _write(folder, {"format": 1, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), **info, "files": files})
+
+
 def manifest_problems(folder: str | os.PathLike, *, full: bool = False) -> list[str] | None:
-    """What is wrong with ``folder`` against its manifest: ``[]`` when every file has its recorded size
-    (and, with ``full``, its SHA-256) and reads back; ``None`` when there is no readable manifest."""
+    """What is wrong with ``folder`` against its manifest: ``[]`` when every file has its recorded size,
+    sampled hash and SHA-256 (hashed in full only when asked or when the file's identity changed since
+    it was last hashed: see the module docstring) and reads back; ``None`` when there is no readable
+    manifest. After a full hash that matches, the new identities are recorded (best effort: a read-only
+    folder keeps its manifest, and is hashed in full at every use)."""
     folder = Path(folder)
     try:
-        recorded = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        recorded = manifest["files"]
+        if not isinstance(recorded, dict) or not all(isinstance(e, dict) for e in recorded.values()):
+            raise TypeError("files is not an object of objects")
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    problems = []
+    problems, renewed = [], {}
     for name, entry in recorded.items():
         path = folder / name
         if not path.is_file():
             problems.append(f"{name}: missing")
             continue
         size = path.stat().st_size
+        same_file = entry.get("stat") == _identity(path)
         if size != entry.get("size"):
             problems.append(f"{name}: {size:,} bytes, {entry.get('size'):,} expected")
-        elif full and _sha256(path) != entry.get("sha256"):
-            problems.append(f"{name}: SHA-256 differs from the one recorded when it was built")
+        elif (full or not same_file) and _sha256(path) != entry.get("sha256"):
+            problems.append(f"{name}: SHA-256 differs from the one recorded when it was built (changed since)")
+        elif same_file and entry.get("sample") not in (None, _sampled_sha256(path, size)):
+            problems.append(f"{name}: sampled blocks differ from the ones recorded when it was built")
         elif (full or path.suffix != ".json" or size < _PARSE_LIMIT) and (issue := file_problem(path)) is not None:
             problems.append(f"{name}: {issue}")  # sizes match: headers and small configs are read back too
+        elif not same_file:
+            renewed[name] = _entry(path, entry["sha256"])  # hashed in full just now, and it matched
+    if renewed and not problems:
+        try:
+            _write(folder, {**manifest, "files": {**recorded, **renewed}})
+        except OSError:
+            pass
     return problems
 
 

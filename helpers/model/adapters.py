@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from helpers.model.adapter_weights import missing_modules, weights_problem
 from helpers.model.load import load_model
 from helpers.model.lora import add_lora
 
@@ -27,10 +28,13 @@ def adapter_weights_file(adapter_dir: str | os.PathLike) -> Path:
     return Path(adapter_dir) / ADAPTER_WEIGHTS
 
 
-def check_adapter_dir(adapter_dir: str | os.PathLike) -> dict:
+def check_adapter_dir(adapter_dir: str | os.PathLike, *, trained: bool = False) -> dict:
     """Validate a LoRA adapter folder and return its ``adapter_config.json``; raise
     :class:`AdapterLoadError` with a one-line cause and fix for a missing folder, a missing or
-    unreadable config, missing weights, pickle-only weights, or a corrupt safetensors file."""
+    unreadable config, missing weights, pickle-only weights, a corrupt safetensors file, or weights that
+    are not a whole adapter (``helpers.model.adapter_weights.weights_problem``: a ``lora_A`` without its
+    ``lora_B`` or the reverse, ranks that disagree, NaN/inf, and with ``trained`` an untrained LoRA
+    whose every ``lora_B`` is zero)."""
     folder = Path(adapter_dir)
     hint = "fix: train one first (notebook 06 or 07), or pass the folder that holds adapter_config.json."
     if not folder.exists():
@@ -58,47 +62,60 @@ def check_adapter_dir(adapter_dir: str | os.PathLike) -> dict:
         from safetensors import safe_open
 
         with safe_open(str(weights), framework="pt") as fh:
-            keys = list(fh.keys())
-            for key in keys:
-                fh.get_tensor(key)
-        if not keys:
+            tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+        if not tensors:
             raise ValueError("it holds no tensors")
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise AdapterLoadError(f"{weights} is corrupt or truncated ({reason}); "
                                "fix: save the adapter again, or copy the folder over once more.") from None
+    if (problem := weights_problem(tensors, config, trained=trained)) is not None:
+        raise AdapterLoadError(f"{weights} is not a usable adapter: {problem}; fix: train and save the adapter again "
+                               "(notebook 06 or 07), or pass the folder of a trained one.")
     return config
 
 
 def load_adapter(base=None, adapter_dir: str | os.PathLike = None, *, adapter_name: str = "default",
-                 is_trainable: bool = False):
+                 is_trainable: bool = False, trained: bool = False):
     """A ``PeftModel``: ``base`` with the LoRA adapter from ``adapter_dir`` loaded (and active).
 
     ``base`` is a model, a model name or folder (loaded with :func:`helpers.model.load.load_model`), or
     ``None`` for the profile's default model. Passing a ``PeftModel`` adds the adapter to it under
     ``adapter_name`` (several adapters on one base; switch with ``set_adapter``). The folder is
-    validated first (:func:`check_adapter_dir`); an adapter made for another base model fails with
-    a one-line :class:`AdapterLoadError` naming the base it was made for. As PEFT does, the base
-    model's layers are wrapped in place.
+    validated first (:func:`check_adapter_dir`, with ``trained``: refuse an untrained LoRA); an adapter
+    made for another base model, or one that lacks the pair of a layer its config targets on this model
+    (which PEFT would leave fresh with only a warning), fails with a one-line :class:`AdapterLoadError`
+    naming the base it was made for. As PEFT does, the base model's layers are wrapped in place.
     """
     if adapter_dir is None:
         raise AdapterLoadError("no adapter folder given; fix: pass adapter_dir=RunLayout().grpo_adapter (or sft_adapter).")
-    config = check_adapter_dir(adapter_dir)
+    config = check_adapter_dir(adapter_dir, trained=trained)
     if base is None or isinstance(base, str | os.PathLike):
         base, _ = load_model(None if base is None else str(base))
     from peft import PeftModel
 
+    made_for = config.get("base_model_name_or_path") or "an unknown base model"
     try:
         if isinstance(base, PeftModel):
             base.load_adapter(str(adapter_dir), adapter_name=adapter_name, is_trainable=is_trainable)
             base.set_adapter(adapter_name)
-            return base
-        return PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=adapter_name, is_trainable=is_trainable)
+            model = base
+        else:
+            model = PeftModel.from_pretrained(base, str(adapter_dir), adapter_name=adapter_name, is_trainable=is_trainable)
     except (RuntimeError, ValueError, KeyError) as exc:
-        made_for = config.get("base_model_name_or_path") or "an unknown base model"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise AdapterLoadError(f"the adapter at {adapter_dir} does not fit this model ({first[:200]}); "
                                f"fix: load the base model it was trained on ({made_for}).") from None
+    from safetensors import safe_open
+
+    with safe_open(str(adapter_weights_file(adapter_dir)), framework="pt") as fh:
+        keys = list(fh.keys())
+    missing = missing_modules(model, keys, str(adapter_dir), adapter_name)
+    if missing:
+        raise AdapterLoadError(f"the adapter at {adapter_dir} lacks the LoRA weights of {len(missing)} layers its "
+                               f"config targets on this model (e.g. {missing[0]}); fix: load the base model it was "
+                               f"trained on ({made_for}), or save the adapter again.")
+    return model
 
 
 def demo_adapter(model, *, rank: int = 16, scale: float = 0.05, seed: int = 0):

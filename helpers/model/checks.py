@@ -6,6 +6,9 @@
   refused unless the caller opts in with ``allow_pickle=True``;
 - an architecture this transformers does not know (:func:`unknown_architecture`), or one without a
   text-generation head (:func:`check_causal_lm`).
+
+The whole-folder check built on these (headers, shards, tokenizer, shapes) is
+:func:`helpers.model.folder.check_model_folder`; the checks after loading are :mod:`helpers.model.loaded`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 de-quantized with transformers and cached as a verified safetensors folder (:func:`embedded_model_path`).
 
 The cache is built in a temporary folder and renamed into place, so a killed process never leaves a
-half-written model; the build records each file's size and SHA-256, and every use checks them, so a
+half-written model; the build records each file's size, SHA-256 and a sampled hash, every use checks
+them (``helpers.files.integrity.manifest_problems``), and ``load_model`` refuses NaN/inf weights, so a
 damaged cache is rebuilt, never used."""
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ def embedded_model_path(*, full_check: bool = False) -> Path:
     """The cached safetensors folder of the embedded model, verified, built on first use (~30 s, ~100 MB
     download) and rebuilt when damaged.
 
-    The build records every file's size and SHA-256 (``helpers.files.integrity.write_manifest``). Each use
-    compares the sizes and reads each file's header back (milliseconds); ``full_check=True`` also
-    compares the hashes (0.6 s). A folder whose files differ (e.g. truncated weights) is rebuilt, with a
-    warning. A cache from before manifests is adopted when its files read back. A read-only or full
-    cache raises :class:`ModelLoadError` with the fix (one line).
+    The build records every file's size, SHA-256, a hash of 16 sampled blocks and its identity (size,
+    mtime, ctime, inode: ``helpers.files.integrity.write_manifest``). Each use compares the sizes and
+    sampled hashes and reads the headers back (milliseconds); a file written to since it was last hashed
+    (its ctime moved: e.g. bytes overwritten in place at the same size) is hashed in full (SHA-256 of the
+    538 MB weights: about 0.6 s on an idle core), as is every file with ``full_check=True``. A folder
+    whose files differ is rebuilt, with a warning. A cache from before manifests is adopted when its
+    files read back. A read-only or full cache raises :class:`ModelLoadError` with the fix (one line).
     """
     final = cache_dir() / EMBEDDED_MODEL
     if final.is_dir():
@@ -72,6 +75,22 @@ def embedded_model_path(*, full_check: bool = False) -> Path:
         if not problems:
             return final
         log.warning("the cached embedded model at %s is damaged (%s); rebuilding it", final, "; ".join(problems[:3]))
+    return _rebuild(final)
+
+
+def rebuild_if_damaged() -> bool:
+    """Hash the cache in full and rebuild it if any file differs from its manifest (e.g. after NaN
+    weights were found in it); whether it was rebuilt."""
+    final = cache_dir() / EMBEDDED_MODEL
+    problems = manifest_problems(final, full=True) if final.is_dir() else ["missing"]
+    if not problems:  # None (no manifest to compare with) or [] (the files are the ones built)
+        return False
+    log.warning("the cached embedded model at %s is damaged (%s); rebuilding it", final, "; ".join(problems[:3]))
+    _rebuild(final)
+    return True
+
+
+def _rebuild(final: Path) -> Path:
     try:
         return _build_embedded(final)
     except ModelLoadError:

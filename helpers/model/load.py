@@ -8,6 +8,11 @@ under a second. The cache is built in a temporary folder and renamed into place,
 process never leaves a half-written model behind; the build records each file's size and SHA-256,
 and every use checks them (:func:`embedded_model_path`), so a damaged cache is rebuilt, never used.
 
+A local folder is checked before anything loads (:func:`helpers.model.folder.check_model_folder`:
+config, tokenizer, weight headers, shards, names and shapes against the config), and every loaded
+model after (:func:`helpers.model.loaded.check_loaded`: weights transformers reports missing or
+unexpected, NaN/inf), so nothing trains on weights that are not the checkpoint's.
+
 Weights load from safetensors only, unless the caller opts in with ``allow_pickle=True``.
 """
 
@@ -16,14 +21,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from helpers.model.checks import (
-    ModelLoadError,
-    check_causal_lm,
-    check_hub_weights,
-    local_folder_check,
-    unknown_architecture,
-)
-from helpers.model.embedded import embedded_model_path
+from helpers.model.checks import ModelLoadError, check_causal_lm, check_hub_weights, local_folder_check
+from helpers.model.embedded import EMBEDDED_MODEL, cache_dir, embedded_model_path, rebuild_if_damaged
+from helpers.model.folder import check_model_folder, meta_model
+from helpers.model.loaded import check_loaded
 from helpers.model.names import resolve_name
 from helpers.model.tokenizer import fix_tokenizer
 from helpers.model.vllm_engine import (
@@ -61,19 +62,16 @@ def _available_memory_gib(cuda: bool) -> float:
         return float("inf")
 
 
-def _estimate_weights_gib(config, bytes_per_param: int) -> float:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        meta = AutoModelForCausalLM.from_config(config)
-    return sum(p.numel() for p in meta.parameters()) * bytes_per_param / 2**30
-
-
-def _check_memory(config, dtype, cuda: bool, name: str) -> None:
+def _check_memory(config, dtype, cuda: bool, name: str, parameters: int | None = None) -> None:
+    """Refuse a model whose weights (``parameters``, else counted on the meta device) do not fit."""
     import torch
 
-    needed = _estimate_weights_gib(config, torch.tensor([], dtype=dtype).element_size()) * 1.2
+    if parameters is None:
+        meta = meta_model(config)
+        if meta is None:
+            return
+        parameters = sum(p.numel() for p in meta.parameters())
+    needed = parameters * torch.tensor([], dtype=dtype).element_size() / 2**30 * 1.2
     available = _available_memory_gib(cuda)
     if needed > available:
         where = "GPU memory" if cuda else "RAM"
@@ -84,32 +82,32 @@ def _check_memory(config, dtype, cuda: bool, name: str) -> None:
 
 
 def _load_config(name: str, trust_remote_code: bool, allow_pickle: bool = False):
+    """``(config, parameter count or None)``; a local folder gets the whole folder check
+    (:func:`helpers.model.folder.check_model_folder`), a hub name the hub's checks."""
     from transformers import AutoConfig
 
     local_folder_check(name, allow_pickle)
     local = Path(name).expanduser().is_dir()
-    if not local and not hub_reachable():
+    if local:
+        checked = check_model_folder(name, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        return checked.config, checked.parameters
+    if not hub_reachable():
         raise ModelLoadError(
             f"cannot download {name!r}: there is no local folder of that name and the Hugging Face hub is not "
             "reachable; fix: connect to the internet, pass an existing local model folder, or call load_model() "
             "with no name for the embedded offline model."
         )
     try:
-        config = AutoConfig.from_pretrained(str(Path(name).expanduser()) if local else name,
-                                            trust_remote_code=trust_remote_code)
+        config = AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
-        if local:
-            raise (unknown_architecture(name, exc) or ModelLoadError(
-                f"the config in {name} cannot be loaded ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:150]}); "
-                "fix: copy the model folder again, or upgrade transformers.")) from None
         raise ModelLoadError(
             f"unknown model {name!r}: no model repository of that name on the hub ({exc.__class__.__name__}); "
             "fix: check the spelling (e.g. 'unsloth/Qwen2.5-1.5B-Instruct') or log in for a gated model."
         ) from None
     check_causal_lm(config, name, trust_remote_code)
-    if not local and not allow_pickle:
+    if not allow_pickle:
         check_hub_weights(name)
-    return config
+    return config, None
 
 
 def load_model(
@@ -131,7 +129,11 @@ def load_model(
     (``pytorch_model.bin``) is refused with one line, unless ``allow_pickle=True`` (unpickling can run
     code: opt in only for a source you trust). Without the opt-in, transformers is called with
     ``use_safetensors=True``. A path that does not exist, a folder that is not a model, and an unknown
-    architecture each get their own one-line :class:`ModelLoadError`.
+    architecture each get their own one-line :class:`ModelLoadError`; so do a damaged folder (an empty,
+    unrelated, truncated or corrupt weights file, a missing shard or tokenizer, shapes that do not fit
+    the config: refused before loading) and loaded weights with missing or unexpected keys or NaN/inf
+    (refused after loading; the embedded model's cache is then hashed in full and rebuilt, and loaded
+    again on the transformers path).
 
     On a CUDA GPU with unsloth installed: ``FastLanguageModel.from_pretrained`` in 16 bits
     (``load_in_4bit=False``) with ``fast_inference`` (vLLM generation, default: whether vLLM is
@@ -166,8 +168,9 @@ def load_model(
     if dtype is None:
         dtype = (torch.bfloat16 if hw.bf16 else torch.float16) if hw.cuda else torch.float32
 
-    config = _load_config(path, trust_remote_code, allow_pickle)
-    _check_memory(config, dtype, hw.cuda, path)
+    config, parameters = _load_config(path, trust_remote_code, allow_pickle)
+    _check_memory(config, dtype, hw.cuda, path, parameters)
+    info = None  # transformers' loading info (missing/unexpected weights); Unsloth's loader gives none
 
     unsloth = unsloth_path(hw)
     if hw.cuda and hw.unsloth and not unsloth:
@@ -209,16 +212,52 @@ def load_model(
             raise ModelLoadError(f"the vLLM engine could not start for {path} ({type(exc).__name__}: {first}); "
                                  "fix: pass fast_inference=False (transformers generates).") from exc
     else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, trust_remote_code=trust_remote_code, device_map={"": f"cuda:{local_rank()}"} if hw.cuda else None,
-            use_safetensors=None if allow_pickle else True,
-        )
+        model, tokenizer, info = _load_transformers(path, dtype, hw.cuda, trust_remote_code, allow_pickle)
         model.max_seq_length = max_seq_length
+    try:
+        check_loaded(model, info, path)  # never hand out random (missing) or NaN weights
+    except ModelLoadError:
+        if Path(path).resolve() != (cache_dir() / EMBEDDED_MODEL).resolve() or not rebuild_if_damaged():
+            raise
+        if unsloth:  # the engine holds the damaged weights: a second one would not fit beside it
+            raise ModelLoadError(f"the embedded model's cache at {path} was damaged (NaN/inf weights) and has been "
+                                 "rebuilt; fix: restart the kernel and load it again.") from None
+        log.warning("the embedded model's weights were damaged (NaN/inf); rebuilt its cache, loading it again")
+        model, tokenizer, info = _load_transformers(path, dtype, hw.cuda, trust_remote_code, allow_pickle)
+        model.max_seq_length = max_seq_length
+        check_loaded(model, info, path)
     fix_tokenizer(tokenizer, model)
     return model, tokenizer
+
+
+def _load_transformers(path: str, dtype, cuda: bool, trust_remote_code: bool, allow_pickle: bool):
+    """``(model, tokenizer, loading info)`` through plain transformers; its errors become one line."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"the tokenizer in {path} cannot be loaded ({type(exc).__name__}: {_first(exc)}); fix: "
+                             "copy the tokenizer files (tokenizer.json, tokenizer_config.json) again.") from None
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, trust_remote_code=trust_remote_code, device_map={"": f"cuda:{local_rank()}"} if cuda else None,
+            use_safetensors=None if allow_pickle else True, output_loading_info=True,
+        )
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:  # what the folder check could not see beforehand
+        fix = ("copy the model folder again from its source" if Path(path).is_dir() else
+               "download it again (check the connection and the free disk space)")
+        raise ModelLoadError(f"the weights of {path} cannot be loaded ({type(exc).__name__}: {_first(exc)}); "
+                             f"fix: {fix}.") from None
+    return model, tokenizer, info
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def load_tokenizer(name: str | None = None, *, profile: str | None = None):

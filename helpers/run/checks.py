@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from helpers.files.atomic import atomic_write
+from helpers.model.checks import ModelLoadError
 from helpers.model.embedded import EMBEDDED_MODEL
+from helpers.model.folder import check_model_folder
 from helpers.model.names import resolve_name
 from helpers.runtime.hardware import hub_reachable
 from helpers.runtime.profiles import profile_settings
@@ -205,9 +207,10 @@ def model_plan(model: str | None, profile: str) -> tuple[str | None, str]:
         return None, f"{resolved} (the {profile} profile model, from the Hugging Face hub)"
     path = Path(model).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
-            raise UsageError(f"--model {model}: the folder has no config.json, so it is not a model folder; "
-                             "fix: pass the folder that holds config.json and the weights.")
+        try:  # the folder check load_model makes: headers, shards, tokenizer, shapes (helpers.model.folder)
+            check_model_folder(str(path))
+        except ModelLoadError as exc:
+            raise UsageError(f"--model {model}: {exc}") from None
         return str(path.absolute()), f"{path.absolute()} (local folder)"
     if model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise UsageError(f"--model {model}: no such folder; fix: check the path, or pass a hub id like "

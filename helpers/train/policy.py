@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from helpers.files.runs import RunLayout
-from helpers.model.adapters import AdapterLoadError, check_adapter_dir
+from helpers.model.adapter_weights import missing_modules, weights_problem
+from helpers.model.adapters import ADAPTER_CONFIG, AdapterLoadError, check_adapter_dir
 from helpers.model.load import load_model
 from helpers.model.lora import add_lora
 from helpers.runtime.hardware import detect
@@ -52,12 +53,25 @@ def load_policy(run_dir: str | os.PathLike | None = None, *, profile: str | None
 
 
 def _load_adapter_weights(model, adapter: Path) -> None:
-    """Load a saved LoRA adapter's weights into ``model``'s (same-shaped) adapter; refuse a mismatch
-    with :class:`helpers.model.adapters.AdapterLoadError` (one line)."""
+    """Load a saved, trained LoRA adapter's weights into ``model``'s (same-shaped) adapter; refuse with
+    :class:`helpers.model.adapters.AdapterLoadError` (one line) weights that are not a whole trained
+    adapter (``helpers.model.adapter_weights.weights_problem``: half pairs, NaN/inf, every ``lora_B``
+    zero), weights the model has no place for, and a layer the adapter config targets whose pair the
+    file lacks (``missing_modules``)."""
+    import json
+
     from peft.utils import load_peft_weights, set_peft_model_state_dict
 
+    fix = "fix: run the SFT warm-up (notebook 06) again, or pass from_sft=False."
     try:
+        config = json.loads((adapter / ADAPTER_CONFIG).read_text(encoding="utf-8"))
         weights = load_peft_weights(str(adapter), device="cpu")
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise AdapterLoadError(f"the adapter at {adapter} cannot be read ({first}); {fix}") from None
+    if (problem := weights_problem(weights, config if isinstance(config, dict) else {}, trained=True)) is not None:
+        raise AdapterLoadError(f"the SFT adapter at {adapter} is not usable: {problem}; {fix}")
+    try:
         result = set_peft_model_state_dict(model, weights)
     except (RuntimeError, ValueError, KeyError, OSError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
@@ -67,6 +81,7 @@ def _load_adapter_weights(model, adapter: Path) -> None:
     if unexpected:
         raise AdapterLoadError(f"the adapter at {adapter} does not fit this model ({len(unexpected)} unknown weights, "
                                f"e.g. {unexpected[0]}); fix: start from the same base model the SFT stage used.")
-    loaded = sum(1 for k in model.state_dict() if "lora_" in k)
-    if loaded == 0:
-        raise AdapterLoadError(f"no LoRA weights were loaded from {adapter}; fix: check the adapter folder.")
+    missing = missing_modules(model, weights.keys(), str(adapter))
+    if missing:
+        raise AdapterLoadError(f"the adapter at {adapter} lacks the LoRA weights of {len(missing)} layers its config "
+                               f"targets (e.g. {missing[0]}), which would start fresh; {fix}")
