@@ -300,7 +300,7 @@ def test_vllm_path_with_a_stand_in_engine(monkeypatch, tmp_path, tokenizer):
         folder.mkdir(parents=True)
         (folder / "adapter_config.json").write_text(json.dumps({"r": 8, "base_model_name_or_path": "m"}))
         (folder / "adapter_model.safetensors").write_bytes(b"x")
-    monkeypatch.setattr("helpers.evaluate.evaluation.check_adapter_dir", lambda path: {})
+    monkeypatch.setattr("helpers.evaluate.evaluation.check_adapter_dir", lambda path, **kwargs: {})
     sets = {"synthetic": synthetic_dataset(3, split="test")}
     tables = evaluate_sets(sets, layout.root, model=fake.engine, tokenizer=tokenizer, max_new_tokens=4,
                                       progress=False, profile="ci")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from helpers.generate import fast_sampler as fast_rollout
+from helpers.generate.sampler_install import install, uninstall
 
 
 def _model(kind, seed=0):
@@ -76,7 +77,7 @@ def test_eos_rows_continue_with_pad_and_install_falls_back():
         cfg_eos = GenerationConfig(max_new_tokens=12, do_sample=False, pad_token_id=0, eos_token_id=[first],
                                    bos_token_id=1)
         ref_eos = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg_eos)
-    sampler = fast_rollout.install(model, use_graphs=False, bucket=8)
+    sampler = install(model, use_graphs=False, bucket=8)
     try:
         out = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg_eos)
         assert sampler.stats["rollouts"] == 1
@@ -88,7 +89,7 @@ def test_eos_rows_continue_with_pad_and_install_falls_back():
         assert fallback.shape[0] == 3 and sampler.stats["rollouts"] == 1
         assert any("top_k" in why for why in sampler.fallbacks)
     finally:
-        fast_rollout.uninstall(model)
+        uninstall(model)
     assert "generate" not in model.__dict__
 
 
@@ -185,13 +186,13 @@ def test_a_failing_sampler_hands_the_run_to_generate(monkeypatch, capsys, where,
     cfg = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=[], bos_token_id=1)
     with torch.no_grad():
         ref = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
-    sampler = fast_rollout.install(model, use_graphs=False, kernels="triton", bucket=8)
+    sampler = install(model, use_graphs=False, kernels="triton", bucket=8)
     broken = _break(monkeypatch, where, exc)
     try:
         first = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg, disable_compile=True)
         second = model.generate(input_ids=ids, attention_mask=mask, generation_config=cfg)
     finally:
-        fast_rollout.uninstall(model)
+        uninstall(model)
     assert torch.equal(first, ref) and torch.equal(second, ref)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and type(exc).__name__ in lines[0] and "model's own generate" in lines[0], lines
@@ -214,7 +215,7 @@ def test_prepare_model_tries_the_sampler_before_training(monkeypatch, capsys):
     model = _model("qwen2", seed=5)
     assert backends.prepare_rollouts(model, sampler_backend, t4) is sampler_backend
     assert model._fast_sampler.stats["rollouts"] == 1  # the probe
-    fast_rollout.uninstall(model)
+    uninstall(model)
 
     model = _model("qwen2", seed=5)
     _break(monkeypatch, "_decode_step", RuntimeError("CUDA error: no kernel image is available for execution"))

@@ -1,6 +1,6 @@
 """benchmarks/gpu_warnings/count.py (issue 31), the script that counts a GPU run's warnings by kind before and after,
 run on synthetic run folders whose executed notebooks and console carry the lines the H100/H200 runs printed
-(benchmarks/results/anchor_h200/suite-vllm.log, benchmarks/results/gpu_e2e/e2e-1.log)."""
+(the logs of the 2026-11-30 runs, now in benchmarks/grpo_speed_gpu/raw.tar.xz and benchmarks/learning_gpu/raw.tar.xz)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 MODULES = sorted(p for p in HELPERS.rglob("*.py") if p.name != "__init__.py")
-MAX_LINES = 320  # "about 300": the longest module, the sampler's one class, is just under this
+MAX_LINES = 310  # "about 300"
 
 
 def _name(path: Path) -> str:

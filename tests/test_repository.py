@@ -31,12 +31,7 @@ PENDING_WORKPLACE = {
     ("notebooks/04_dataset.ipynb", "../shared"),
 }
 # Paths into benchmarks/ named by files whose owners are rewriting them now (old study paths), the same way.
-PENDING_PATHS = {
-    ("helpers/runtime/profiles.py", "benchmarks/gpu_e2e/"),
-    ("helpers/runtime/profiles.py", "benchmarks/learning.md"),
-    ("helpers/evaluate/evaluation.py", "benchmarks/eval_batch_probe.py"),
-    ("tests/test_extras.py", "benchmarks/gpu_e2e/README.md"),
-}
+PENDING_PATHS: set[tuple[str, str]] = set()
 # What a study folder may hold: its README and other Markdown, scripts, configs and summaries, one raw archive,
 # figures a README shows. Raw logs (.log, .jsonl, .txt) go into the archive.
 SHELF_SUFFIXES = (".md", ".py", ".sh", ".json", ".csv", ".tar.xz", ".png")

@@ -26,7 +26,7 @@ def values(run: Path) -> dict:
     """The numbers of one run's row: counts per held-out set and model, GRPO's first and last fifths, the
     group filter's totals and the minutes in the notebooks."""
     from helpers.dashboard.metrics import read_metrics
-    from helpers.run.report import fifths
+    from helpers.train.curves import fifths
 
     run = Path(run)
     results = json.loads((run / "eval" / "results.json").read_text())["datasets"]

@@ -2,7 +2,7 @@
 
     python benchmarks/t4/measure.py                       # from the repository root: ~4 min on an H100
     python benchmarks/t4/measure.py --micro-only          # only the card's bandwidth and fp16 throughput (~20 s)
-    python benchmarks/t4/measure.py --out benchmarks/t4/results/h100.json
+    python benchmarks/t4/measure.py --out results.json
 
 On one CUDA GPU, in one process: (a) the card's memory bandwidth (a 2 GiB device-to-device copy) and fp16 matmul
 throughput (8192^3, torch, bf16 off); (b) GRPO steps of the `colab-t4` profile with a random-weight model of

@@ -106,7 +106,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     cores not already busy, :func:`helpers.runtime.threads.cpu_threads`; on a busy 2-core machine two OpenMP
     threads run several times slower than one). ``batch_size``: prompts per transformers ``generate`` call; 32
     evaluated the cpu profile's 96 prompts in 90-92 s against 104-106 s in batches of 16, every problem scoring
-    the same (``benchmarks/eval_batch_probe.py``, 2026-11-30); vLLM schedules its own batches.
+    the same (``benchmarks/learning_cpu/eval_batch_probe.py``, 2026-11-30); vLLM schedules its own batches.
     """
     sizes = profile_settings(profile)
     problems = sizes.eval_problems if problems is None else problems
@@ -114,7 +114,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     layout = run_dir if isinstance(run_dir, RunLayout) else RunLayout(run_dir)
     adapters = find_adapters(layout) if adapters is None else {k: Path(v) for k, v in adapters.items()}
     for path in adapters.values():
-        check_adapter_dir(path)
+        check_adapter_dir(path, trained=True)  # an untrained adapter would be scored as SFT or GRPO
     if sets is None:
         sets = {"synthetic": held_out_sets(problems, gsm8k=False, seed=seed, fmt=fmt)["synthetic"]}
     sets = {name: _as_dataset(ds, problems) for name, ds in sets.items()}

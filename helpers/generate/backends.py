@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from helpers.generate import fast_sampler as fast_rollout
+from helpers.generate import sampler_install
 from helpers.generate.fast_model import Unsupported
 from helpers.model.vllm_engine import adapter_in_rollouts
 from helpers.runtime.distributed import is_main_process, plain_trl
@@ -30,17 +30,17 @@ def prepare_model(model, options=DEFAULT) -> dict[str, str]:
     if not torch.cuda.is_available():
         done[mode] = "skipped (no CUDA)"
         return done
-    sampler = fast_rollout.install(model, keep=mode == "fast_rollout_keep")  # the sampler: model._fast_sampler
+    sampler = sampler_install.install(model, keep=mode == "fast_rollout_keep")  # the sampler: model._fast_sampler
     try:
         sampler.probe()
     except Unsupported as why:
-        fast_rollout.uninstall(model)
+        sampler_install.uninstall(model)
         done[mode] = f"not used ({why})"
         print(f"fast rollout not used ({why}); generating with the model's own generate", flush=True)
         return done
     except Exception as exc:  # a kernel that does not compile or launch here, a graph that cannot be captured
         sampler.fail(exc)  # says so in one line and frees the sampler's memory
-        fast_rollout.uninstall(model)
+        sampler_install.uninstall(model)
         done[mode] = f"not used (failed on this GPU: {sampler.failed})"
         return done
     done[mode] = f"helpers.generate.fast_sampler.FastSampler in front of {type(model).__name__}.generate"
@@ -171,7 +171,7 @@ def prepare_rollouts(model, backend: Backend, hw) -> Backend:
             return Backend("transformers", "model.generate (Unsloth's)" if hw.unsloth else "model.generate",
                            f"the suite's sampler: {next(iter(done.values()))}")
     elif getattr(model, "_fast_sampler", None) is not None:
-        fast_rollout.uninstall(model)
+        sampler_install.uninstall(model)
     return backend
 
 

@@ -47,7 +47,7 @@ PROFILE_TABLE: dict[str, Settings] = {
         grpo_steps=300, grpo_learning_rate=2e-5, num_generations=16, max_completion_length=512, grpo_batch_size=32,
         grpo_temperature=1.0, grpo_data="gsm8k", group_filter="off", **_SAVE,
         eval_problems=500, eval_max_new_tokens=512, eval_gsm8k_problems=None),
-    # cpu (benchmarks/learning.md): a 24-step SFT warm-up at 5e-4 learns the format and part of the arithmetic;
+    # cpu (benchmarks/learning_cpu/README.md): a 24-step SFT warm-up at 5e-4 learns the format and part of the arithmetic;
     # 14 GRPO steps of 2 prompts x 4 completions x 80 tokens at T 0.7, lr 1e-4 (~20 s each on 2 cores), groups
     # without reward spread dropped from the loss (+0/+14/+3 points over the warm-up against -11/+6/-2 when
     # resampled). GSM8K is skipped in the evaluation: the 135M model solves about 1 problem in 64.

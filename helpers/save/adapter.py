@@ -108,5 +108,5 @@ def adapter_to_export(model, adapters: dict[str, Path], folder: str | os.PathLik
         peft_model, prefix = demo_adapter(model), "demo_"
     else:
         print(f"exporting the {final.upper()} adapter from {adapters[final]}", flush=True)
-        peft_model, prefix = load_adapter(model, adapters[final]), ""
+        peft_model, prefix = load_adapter(model, adapters[final], trained=True), ""
     return peft_model, {name: Path(folder) / f"{prefix}{name}" for name in ("lora", "merged_16bit", "gguf")}
