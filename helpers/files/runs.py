@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import time
 from pathlib import Path
 
 RUN_DIR_ENV = "GRPO_RUN_DIR"
+NOTICES_NAME = "notices.jsonl"
+
+log = logging.getLogger(__name__)
 
 
 def project_root(start: Path | None = None) -> Path | None:
@@ -40,6 +46,7 @@ class RunLayout:
     ``saved/lora``, ``saved/merged_16bit``   exported models (notebook 08)
     ``eval/``            evaluation tables (JSON + markdown) and charts (notebook 08)
     ``report.md``        the run's report (``grpo-notebooks run``)
+    ``notices.jsonl``    what a notebook must tell the person running the command (:func:`post_notice`)
     """
 
     def __init__(self, root: str | os.PathLike | None = None):
@@ -80,3 +87,15 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.root / "report.md"
+
+
+def post_notice(run_dir: str | os.PathLike, message: str, stage: str | None = None) -> None:
+    """Append ``message`` (one line) to ``<run>/notices.jsonl``: ``grpo-notebooks run`` follows that file and prints each
+    new notice on the terminal and into ``run.log`` (a notebook's own output is seen only in the executed notebook).
+    A notice that cannot be written is logged as a warning, never raised: it must not stop the work it reports on."""
+    line = json.dumps({"time": time.time(), "stage": stage, "message": message}) + "\n"
+    try:
+        with open(Path(run_dir) / NOTICES_NAME, "a", encoding="utf-8") as f:  # one short append: whole or absent
+            f.write(line)
+    except OSError as exc:
+        log.warning("could not write the notice to %s (%s): %s", Path(run_dir) / NOTICES_NAME, exc, message)

@@ -16,11 +16,13 @@ from pathlib import Path
 
 from helpers.data.rows import DataUnavailableError
 from helpers.files.disk import DiskFullError, ReadOnlyError
+from helpers.files.lock import FolderInUseError
 from helpers.model.checks import ModelLoadError
 from helpers.model.embedded import embedded_model_path
 from helpers.run import checks as rc
 from helpers.run.checks import RESERVED
 from helpers.run.info import optional_parts
+from helpers.run.report import RunFolderError
 from helpers.run.suite import _summary, notebooks_dir, run_suite, select_notebooks
 from helpers.runtime.hardware import describe
 from helpers.runtime.profiles import PROFILES, ProfileError, pick_profile
@@ -43,7 +45,7 @@ def report_command(run_dir: str) -> int:
         raise rc.UsageError(f"{run_dir} holds no run (no timings.json, eval/, grpo/ or sft/); "
                             "fix: pass the --out folder of a grpo-notebooks run.")
     rc.read_timings(path.resolve())
-    text = _summary(path.resolve(), None)
+    text = _summary(path.resolve(), None)  # a file it cannot read or write: one line naming it (RunFolderError)
     print((path.resolve() / "report.md").read_text(encoding="utf-8"))
     print(text)
     return 0
@@ -113,7 +115,8 @@ def entry() -> int:
     """The console script: ``main``, with the suite's one-line errors printed as one line (no traceback)."""
     try:
         return main()
-    except (ModelLoadError, DiskFullError, ReadOnlyError, ProfileError, DataUnavailableError) as exc:
+    except (ModelLoadError, DiskFullError, ReadOnlyError, ProfileError, DataUnavailableError, FolderInUseError,
+            RunFolderError) as exc:
         raise SystemExit(f"grpo-notebooks: {exc}") from None
 
 

@@ -3,10 +3,12 @@
 Notebooks are executed by papermill in a kernel of their own, so the command line cannot see their
 output while a cell runs. It does not need to: the dashboard (``helpers.dashboard.callback``) appends every
 logged training step to ``<run>/<stage>/metrics.jsonl`` and the evaluation appends a line per batch to
-``<run>/eval/progress.jsonl``. :class:`Follower` polls those files from a thread and turns each new record
-into one line (step i/N, reward, format compliance, accuracy, seconds per step, time left; the
-evaluation's model and problems done), printed and appended to the run's log (``<run>/run.log``,
-every line with its time). Where stdout is a terminal a tqdm bar shows the current stage as well.
+``<run>/eval/progress.jsonl``, and a notebook posts what the person running the command must know (GRPO resuming
+from an older checkpoint than the run reached) to ``<run>/notices.jsonl`` (``helpers.files.runs.post_notice``).
+:class:`Follower` polls those files from a thread and turns each new record into one line (step i/N, reward, format
+compliance, accuracy, seconds per step, time left; the evaluation's model and problems done; the notice as written),
+printed and appended to the run's log (``<run>/run.log``, every line with its time; if the log cannot be written, a
+full disk, the lines still reach the terminal). Where stdout is a terminal a tqdm bar shows the current stage as well.
 Records already in a file when the follower starts are not shown again; a file replaced by a shorter
 one (a resumed run cuts its metrics back to the checkpoint) is read from its new beginning.
 """
@@ -23,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from helpers.files.runs import NOTICES_NAME
 
 LOG_NAME = "run.log"
 
@@ -61,8 +65,13 @@ class RunLog:
                 print(line, file=self.stream, flush=True)
             if self.path is not None:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
-                with open(self.path, "a", encoding="utf-8") as f:
-                    f.writelines(f"{stamp} {part}\n" for part in line.splitlines())
+                try:
+                    with open(self.path, "a", encoding="utf-8") as f:
+                        f.writelines(f"{stamp} {part}\n" for part in line.splitlines())
+                except OSError as exc:  # a full disk: the terminal still gets every line
+                    self.path = None
+                    print(f"(the lines that follow are not in the log: writing it failed: {exc})", file=self.stream,
+                          flush=True)
 
     @property
     def tty(self) -> bool:
@@ -166,12 +175,12 @@ def _records(path: Path) -> list[dict]:
 
 
 def _key(row: Mapping[str, Any]) -> tuple:
-    return row.get("step"), row.get("time"), row.get("model"), row.get("done")
+    return row.get("step"), row.get("time"), row.get("model"), row.get("done"), str(row.get("message"))
 
 
 class Follower:
-    """Follow ``<run>/sft/metrics.jsonl``, ``<run>/grpo/metrics.jsonl`` and ``<run>/eval/progress.jsonl``
-    from a thread (``with Follower(...):``) and report each new record through ``log`` (a :class:`RunLog`).
+    """Follow ``<run>/sft/metrics.jsonl``, ``<run>/grpo/metrics.jsonl``, ``<run>/eval/progress.jsonl`` and
+    ``<run>/notices.jsonl`` from a thread (``with Follower(...):``) and report each new record through ``log`` (a :class:`RunLog`).
 
     ``totals``: the number of steps of each training stage (``{"sft": 8, "grpo": 24}``), for i/N and time left.
     """
@@ -182,6 +191,7 @@ class Follower:
         self.log, self.interval, self.prefix = log, interval, prefix
         self.watched = [_Watched(run_dir / stage / "metrics.jsonl", stage, totals.get(stage)) for stage in ("sft", "grpo")]
         self.watched.append(_Watched(run_dir / "eval" / "progress.jsonl", "eval"))
+        self.watched.append(_Watched(run_dir / NOTICES_NAME, "notice"))
         for w in self.watched:  # what is there already was reported by an earlier run
             w.seen = {_key(r) for r in _records(w.path)}
             w.stamp = self._stamp(w.path)
@@ -206,10 +216,14 @@ class Follower:
             w.stamp = stamp
             for row in _records(w.path):
                 key = _key(row)
-                if key in w.seen or ("step" not in row and w.kind != "eval"):
+                if key in w.seen or ("step" not in row and w.kind not in ("eval", "notice")):
                     continue
                 w.seen.add(key)
-                if w.kind == "eval":
+                if w.kind == "notice":
+                    if not isinstance(row.get("message"), str):
+                        continue
+                    line = row["message"]
+                elif w.kind == "eval":
                     if "model" not in row:
                         continue
                     line = eval_line(row)
