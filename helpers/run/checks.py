@@ -1,16 +1,19 @@
 """What ``grpo-notebooks run`` checks before any notebook runs, and the run folder's state.
 
 Each check fails with :class:`UsageError`, one line naming the cause and the fix: the run folder
-(``--out`` a file, or not writable), ``--seed`` out of range, ``-p name=value`` for a name no selected
-notebook declares (the message lists the names that exist) or a value the parameters cell's type
-refuses, ``--model`` that is neither a model folder nor reachable on the hub, an unreadable
-``timings.json``/``state.json``. ``-p`` values are typed as papermill's own ``-p`` types them
-(``True``/``False``/``None``, int, float, else text), then checked against the type of the
-parameter's default in the notebook (a float parameter takes ``1`` as ``1.0``; a text parameter keeps
-``16`` as text).
+(``--out`` empty, a file, not writable, or where the executed notebooks would overwrite the suite's own
+``notebooks/``), ``--seed`` out of range, ``-p name=value`` for a name no selected notebook declares (the
+message lists the names that exist) or a value its parameter does not take, ``--model`` that is neither a
+model folder nor reachable on the hub, an unreadable ``timings.json``/``state.json`` or a ``state.json``
+field of the wrong kind. ``-p`` values are typed as papermill's own ``-p`` types them (``True``/``False``/
+``None``, int, float, else text), then checked against the type of the parameter's default in the notebook
+(a float parameter takes ``1`` as ``1.0``; a text parameter keeps ``16`` as text); a parameter in
+``helpers.run.params.PARAMS`` (every one whose default is ``None``, and those with a range) is checked
+against its entry instead: type, range or choices, an existing path.
 
 ``<run>/state.json`` records the options of the run and which notebooks completed; ``--resume`` reads
-it to skip what finished and to reuse the options. It and ``timings.json`` are written atomically.
+it to skip what finished and to reuse the options (checked again: a bad value it replays is refused,
+naming the file). It and ``timings.json`` are written atomically.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from helpers.model.embedded import embedded_model_path
 from helpers.run import checks as rc
 from helpers.run.checks import RESERVED
 from helpers.run.info import optional_parts
+from helpers.run.params import PARAMS
 from helpers.run.report import RunFolderError
 from helpers.run.suite import _summary, notebooks_dir, run_suite, select_notebooks
 from helpers.runtime.hardware import describe
@@ -60,7 +61,8 @@ def params_command() -> int:
         print(nb.name)
         for name, spec in specs.items():
             how = f"(set with {RESERVED[name].split()[0]})" if name in RESERVED else f"-p {name}=..."
-            print(f"  {name + ' = ' + spec['default']:<32} {how:<26} {spec.get('help', '')}".rstrip())
+            takes = f" [takes {PARAMS[name].range_text(None)}]" if name in PARAMS else ""
+            print(f"  {name + ' = ' + spec['default']:<32} {how:<26} {spec.get('help', '')}{takes}".rstrip())
     return 0
 
 

@@ -43,10 +43,13 @@ class Param:
     choices: tuple = ()
     none_ok: bool = True
 
-    def bounds(self, profile: str) -> tuple[float | None, float | None]:
-        return self.low, self.high(profile) if callable(self.high) else self.high
+    def bounds(self, profile: str | None) -> tuple[float | None, float | None]:
+        """``(low, high)`` for ``profile`` (``None``: a bound that depends on the profile is left out)."""
+        if callable(self.high):
+            return self.low, self.high(profile) if profile is not None else None
+        return self.low, self.high
 
-    def range_text(self, profile: str) -> str:
+    def range_text(self, profile: str | None) -> str:
         """The allowed values in words, e.g. ``an integer >= 1`` or ``a number in (0, 0.001]``."""
         noun = {"int": "an integer", "float": "a number", "levels": "levels"}.get(self.kind, "a value")
         if self.choices:
@@ -57,7 +60,8 @@ class Param:
         if low is not None and high is not None:
             return f"{noun} in {'(' if self.low_open else '['}{low:g}, {high:g}]"
         if low is not None:
-            return f"{noun} {'>' if self.low_open else '>='} {low:g}"
+            limit = " (at most a limit of the profile)" if callable(self.high) else ""
+            return f"{noun} {'>' if self.low_open else '>='} {low:g}{limit}"
         return noun
 
 

@@ -132,7 +132,8 @@ def _set_aside(stage: Path) -> Path | None:
 class ResumePlan:
     """Where GRPO starts (:func:`choose_resume`): the checkpoint to resume from (``None``: step 1), the damaged
     checkpoints set aside, the earlier run moved aside by a fresh start, the highest step the run had reached, the
-    steps that will be done again, and the one-line message (``None`` when there is nothing to say)."""
+    steps that will be done again, and the one-line message (``None`` when there is nothing to say, and in the
+    processes other than the main one)."""
 
     checkpoint: Path | None
     set_aside: list[Path] = field(default_factory=list)
@@ -201,7 +202,9 @@ def choose_resume(run_dir: str | os.PathLike | None, resume: bool | None, *, mai
         plan.checkpoint = newest_checkpoint(folder)
         plan.steps_lost = max(0, plan.reached - (_step(plan.checkpoint) if plan.checkpoint else 0))
         damaged = {name: problem for name, problem in problems.items() if problem} if plan.set_aside else {}
-        plan.message = _resume_message(folder, plan.set_aside, damaged, plan.checkpoint, plan.reached, plan.steps_lost)
+        if main:
+            plan.message = _resume_message(folder, plan.set_aside, damaged, plan.checkpoint, plan.reached,
+                                           plan.steps_lost)
     elif resume is False and main and (aside := _set_aside(stage)):
         plan.earlier_run = aside
         plan.message = f"GRPO starts over (resume=False): the earlier run's checkpoints, adapter and metrics are in {aside}"
