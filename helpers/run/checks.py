@@ -140,7 +140,7 @@ def typed(name: str, raw: str, default: Any, where: str) -> Any:
     return value
 
 
-def parse_parameters(pairs: list[str], declared: dict[str, dict], profile: str = "cpu", *,
+def parse_parameters(pairs: list[str], declared: dict[str, dict], profile: str, *,
                      replayed: Mapping[str, Path] | None = None) -> dict[str, dict[str, Any]]:
     """``{notebook: {name: value}}`` for ``-p name=value`` pairs, checked against ``declared``
     (``{notebook: papermill.inspect_notebook(notebook)}`` of the notebooks that will run): the name must be declared,
