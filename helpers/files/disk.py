@@ -71,24 +71,25 @@ def _kind(exc: BaseException) -> str | None:
 
 
 def disk_error(exc: BaseException, folder: str | os.PathLike, *, needed: int | None = None,
-               what: str = "the files") -> OSError | None:
+               what: str = "the files", fix: str | None = None) -> OSError | None:
     """A one-line :class:`DiskFullError` or :class:`ReadOnlyError` for ``exc`` raised while writing
     ``what`` into ``folder`` (``needed``: bytes the write takes, estimated), or ``None`` if ``exc`` is
-    something else."""
+    something else. ``fix``: the advice that ends the line (default: free space or make the folder
+    writable, or write to another folder)."""
     kind = _kind(exc)
     folder = Path(folder)
     if kind == "full":
         free = _free(folder)
         need = f"about {format_bytes(needed)} needed" if needed else "more space needed"
         have = f"{format_bytes(free)} free" if free is not None else "free space unknown"
-        err = DiskFullError(f"the disk is full: writing {what} to {folder} failed ({have}, {need}); fix: free "
-                            "space on that disk, or write to a folder on another disk (run_dir=... / --out ...)")
+        err = DiskFullError(f"the disk is full: writing {what} to {folder} failed ({have}, {need}); fix: " + (
+            fix or "free space on that disk, or write to a folder on another disk (run_dir=... / --out ...)"))
         err.errno = errno.ENOSPC
         return err
     if kind == "read-only":
         err = ReadOnlyError(f"cannot write {what} to {folder}: the folder is read-only or not yours "
-                            f"({_first_line(exc)}); fix: make it writable, or write to another folder "
-                            "(run_dir=... / --out ...)")
+                            f"({_first_line(exc)}); fix: " + (fix or "make it writable, or write to another folder "
+                                                              "(run_dir=... / --out ...)"))
         err.errno = errno.EROFS
         return err
     return None

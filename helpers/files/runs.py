@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 RUN_DIR_ENV = "GRPO_RUN_DIR"
+
+log = logging.getLogger(__name__)
 
 
 def project_root(start: Path | None = None) -> Path | None:
@@ -40,6 +43,7 @@ class RunLayout:
     ``saved/lora``, ``saved/merged_16bit``   exported models (notebook 08)
     ``eval/``            evaluation tables (JSON + markdown) and charts (notebook 08)
     ``report.md``        the run's report (``grpo-notebooks run``)
+    ``notices.jsonl``    what a notebook must tell the person running the command (``helpers.runtime.notices.notice``)
     """
 
     def __init__(self, root: str | os.PathLike | None = None):
@@ -80,3 +84,5 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.root / "report.md"
+
+

@@ -1,16 +1,19 @@
 """What ``grpo-notebooks run`` checks before any notebook runs, and the run folder's state.
 
 Each check fails with :class:`UsageError`, one line naming the cause and the fix: the run folder
-(``--out`` a file, or not writable), ``--seed`` out of range, ``-p name=value`` for a name no selected
-notebook declares (the message lists the names that exist) or a value the parameters cell's type
-refuses, ``--model`` that is neither a model folder nor reachable on the hub, an unreadable
-``timings.json``/``state.json``. ``-p`` values are typed as papermill's own ``-p`` types them
-(``True``/``False``/``None``, int, float, else text), then checked against the type of the
-parameter's default in the notebook (a float parameter takes ``1`` as ``1.0``; a text parameter keeps
-``16`` as text).
+(``--out`` empty, a file, not writable, or where the executed notebooks would overwrite the suite's own
+``notebooks/``), ``--seed`` out of range, ``-p name=value`` for a name no selected notebook declares (the
+message lists the names that exist) or a value its parameter does not take, ``--model`` that is neither a
+model folder nor reachable on the hub, an unreadable ``timings.json``/``state.json`` or a ``state.json``
+field of the wrong kind. ``-p`` values are typed as papermill's own ``-p`` types them (``True``/``False``/
+``None``, int, float, else text), then checked against the type of the parameter's default in the notebook
+(a float parameter takes ``1`` as ``1.0``; a text parameter keeps ``16`` as text); a parameter in
+``helpers.run.params.PARAMS`` (every one whose default is ``None``, and those with a range) is checked
+against its entry instead: type, range or choices, an existing path.
 
 ``<run>/state.json`` records the options of the run and which notebooks completed; ``--resume`` reads
-it to skip what finished and to reuse the options. It and ``timings.json`` are written atomically.
+it to skip what finished and to reuse the options (checked again: a bad value it replays is refused,
+naming the file). It and ``timings.json`` are written atomically.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import ast
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from helpers.model.checks import ModelLoadError
 from helpers.model.embedded import EMBEDDED_MODEL
 from helpers.model.folder import check_model_folder
 from helpers.model.names import resolve_name
+from helpers.run.params import PARAMS, ParamError, check_together, check_value
 from helpers.runtime.hardware import hub_reachable
 from helpers.runtime.profiles import profile_settings
 
@@ -58,6 +63,9 @@ def check_seed(seed: int | None) -> None:
 def check_out(out: str | os.PathLike) -> Path:
     """The run folder's absolute path, refused when it is a file or cannot be written; not created here
     (the caller creates it once every check passed)."""
+    if not str(out).strip():
+        raise UsageError("--out is empty; fix: pass a run folder, e.g. --out runs/default (or leave --out out: "
+                         "runs/<profile>-<time>).")
     path = Path(out).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; fix: pass a folder path (it is created if missing).")
@@ -74,6 +82,17 @@ def check_out(out: str | os.PathLike) -> Path:
     if problem:
         raise UsageError(f"--out {out} cannot be written ({problem}); fix: pass a folder you can write to.")
     return path.resolve()
+
+
+def check_apart_from_source(run_dir: Path, source: Path, out: str | os.PathLike) -> None:
+    """Refuse a run folder whose ``notebooks/`` (where the executed notebooks go) would be the suite's own notebooks
+    folder ``source``, or inside it, or hold it: papermill would overwrite the source notebooks."""
+    executed, source = (Path(run_dir) / "notebooks").resolve(), Path(source).resolve()
+    if executed == source or source in executed.parents or executed in source.parents:
+        how = "is" if executed == source else "is inside" if source in executed.parents else "holds"
+        raise UsageError(f"--out {out}: the executed notebooks would go to {executed}, which {how} the suite's own "
+                         f"notebooks folder {source} (they would be overwritten); fix: pass a run folder outside it, "
+                         "e.g. --out runs/default.")
 
 
 def resolve_type(raw: str) -> Any:
@@ -123,16 +142,21 @@ def typed(name: str, raw: str, default: Any, where: str) -> Any:
     return value
 
 
-def parse_parameters(pairs: list[str], declared: dict[str, dict]) -> dict[str, dict[str, Any]]:
+def parse_parameters(pairs: list[str], declared: dict[str, dict], profile: str, *,
+                     replayed: Mapping[str, Path] | None = None) -> dict[str, dict[str, Any]]:
     """``{notebook: {name: value}}`` for ``-p name=value`` pairs, checked against ``declared``
-    (``{notebook: papermill.inspect_notebook(notebook)}`` of the notebooks that will run)."""
+    (``{notebook: papermill.inspect_notebook(notebook)}`` of the notebooks that will run): the name must be declared,
+    the value must have the type of the parameter's default, and a parameter of ``helpers.run.params.PARAMS`` must
+    be in its range for ``profile`` (a path must exist). ``replayed``: the names whose pair ``--resume`` took from the
+    run's ``state.json``, and that file (named in a refusal)."""
+    replayed = replayed or {}
     out: dict[str, dict[str, Any]] = {nb: {} for nb in declared}
     known = sorted({name for specs in declared.values() for name in specs} - set(RESERVED))
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise UsageError(f"-p {pair}: expected name=value; fix: e.g. -p grpo_steps=40.")
+            raise UsageError(f"-p {pair}: expected name=value; fix: e.g. -p grpo_steps=40." + _replayed(replayed.get(name), name))
         if name in RESERVED:
             raise UsageError(f"-p {name}=... is set by the command itself; fix: use {RESERVED[name]}.")
         holders = [nb for nb, specs in declared.items() if name in specs]
@@ -140,8 +164,28 @@ def parse_parameters(pairs: list[str], declared: dict[str, dict]) -> dict[str, d
             raise UsageError(f"-p {name}: no notebook in this run declares a parameter {name!r}; "
                              f"fix: use one of {', '.join(known)} (grpo-notebooks params lists them with help).")
         for nb in holders:
-            out[nb][name] = typed(name, raw, _default(declared[nb][name]), nb)
+            try:
+                if name in PARAMS:
+                    out[nb][name] = check_value(name, raw, profile, where=nb)
+                else:
+                    out[nb][name] = typed(name, raw, _default(declared[nb][name]), nb)
+            except (ParamError, UsageError) as exc:
+                message = str(exc).removeprefix("grpo-notebooks: ")
+                raise UsageError(message + _replayed(replayed.get(name), name)) from None
+    for nb, specs in declared.items():
+        try:
+            check_together(out[nb], {name: _default(spec) for name, spec in specs.items()})
+        except ParamError as exc:
+            where = replayed.get("samples_per_problem") or replayed.get("eval_temperature")
+            raise UsageError(str(exc) + _replayed(where, "samples_per_problem")) from None
     return out
+
+
+def _replayed(stored: Path | None, name: str) -> str:
+    if stored is None:
+        return ""
+    return (f" (this value is replayed from {stored} by --resume: give -p {name}=<a good value> with --resume to "
+            "replace it)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,8 +221,30 @@ def read_timings(run_dir: Path) -> dict[str, float]:
     return data
 
 
+_STATE_FIELDS = {  # field: (check, what it must be)
+    "profile": (lambda v: v is None or isinstance(v, str), "a profile name or null"),
+    "model": (lambda v: v is None or isinstance(v, str), "a model name or folder, or null"),
+    "seed": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer or null"),
+    "first": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "a notebook number or null"),
+    "last": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "a notebook number or null"),
+    "params": (lambda v: isinstance(v, list) and all(isinstance(p, str) and "=" in p for p in v),
+               'a list of "name=value" texts'),
+    "completed": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of notebook names"),
+    "running": (lambda v: v is None or isinstance(v, str), "a notebook name or null"),
+    "failed": (lambda v: v is None or isinstance(v, str), "a notebook name or null"),
+}
+
+
 def read_state(run_dir: Path) -> dict:
-    return read_json(run_dir / STATE_NAME, "it records the options and the completed notebooks, for --resume")
+    """``<run>/state.json`` (``{}`` if there is none), each field checked: a damaged one is refused in one line."""
+    path = run_dir / STATE_NAME
+    state = read_json(path, "it records the options and the completed notebooks, for --resume")
+    for name, (ok, expected) in _STATE_FIELDS.items():
+        if name in state and not ok(state[name]):
+            raise UsageError(f"{path} is damaged: {name} is {json.dumps(state[name])[:60]}, not {expected}; fix: "
+                             "correct or move away that file, then run without --resume (--from N skips the notebooks "
+                             "that finished), or use another --out.")
+    return state
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,11 +16,14 @@ from pathlib import Path
 
 from helpers.data.rows import DataUnavailableError
 from helpers.files.disk import DiskFullError, ReadOnlyError
+from helpers.files.lock import FolderInUseError
 from helpers.model.checks import ModelLoadError
 from helpers.model.embedded import embedded_model_path
 from helpers.run import checks as rc
 from helpers.run.checks import RESERVED
 from helpers.run.info import optional_parts
+from helpers.run.params import PARAMS
+from helpers.run.report import RunFolderError
 from helpers.run.stage import stage_command
 from helpers.run.suite import _summary, notebooks_dir, run_suite, select_notebooks
 from helpers.runtime.hardware import describe
@@ -44,7 +47,7 @@ def report_command(run_dir: str) -> int:
         raise rc.UsageError(f"{run_dir} holds no run (no timings.json, eval/, grpo/ or sft/); "
                             "fix: pass the --out folder of a grpo-notebooks run.")
     rc.read_timings(path.resolve())
-    text = _summary(path.resolve(), None)
+    text = _summary(path.resolve(), None)  # a file it cannot read or write: one line naming it (RunFolderError)
     print((path.resolve() / "report.md").read_text(encoding="utf-8"))
     print(text)
     return 0
@@ -59,7 +62,8 @@ def params_command() -> int:
         print(nb.name)
         for name, spec in specs.items():
             how = f"(set with {RESERVED[name].split()[0]})" if name in RESERVED else f"-p {name}=..."
-            print(f"  {name + ' = ' + spec['default']:<32} {how:<26} {spec.get('help', '')}".rstrip())
+            takes = f" [takes {PARAMS[name].range_text(None)}]" if name in PARAMS else ""
+            print(f"  {name + ' = ' + spec['default']:<32} {how:<26} {spec.get('help', '')}{takes}".rstrip())
     return 0
 
 
@@ -129,7 +133,8 @@ def entry() -> int:
     """The console script: ``main``, with the suite's one-line errors printed as one line (no traceback)."""
     try:
         return main()
-    except (ModelLoadError, DiskFullError, ReadOnlyError, ProfileError, DataUnavailableError) as exc:
+    except (ModelLoadError, DiskFullError, ReadOnlyError, ProfileError, DataUnavailableError, FolderInUseError,
+            RunFolderError) as exc:
         raise SystemExit(f"grpo-notebooks: {exc}") from None
 
 

@@ -53,8 +53,13 @@ class RunLog:
                 print(line, file=self.stream, flush=True)
             if self.path is not None:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime()) + f".{int(time.time() * 1000) % 1000:03d}"
-                with open(self.path, "a", encoding="utf-8") as f:
-                    f.writelines(f"{stamp} {part}\n" for part in line.splitlines())
+                try:
+                    with open(self.path, "a", encoding="utf-8") as f:
+                        f.writelines(f"{stamp} {part}\n" for part in line.splitlines())
+                except OSError as exc:  # a full disk: the terminal still gets every line
+                    self.path = None
+                    print(f"(the lines that follow are not in the log: writing it failed: {exc})", file=self.stream,
+                          flush=True)
 
     @property
     def tty(self) -> bool:

@@ -20,12 +20,13 @@ from helpers.files.runs import RUN_DIR_ENV
 NOTICES_NAME = "notices.jsonl"
 
 
-def notice(line: str) -> None:
-    """Print ``line`` and, in a ``grpo-notebooks run`` (``$GRPO_RUN_DIR``), append ``{"time", "text"}`` to
-    ``<run>/notices.jsonl`` (one ``write`` of a whole line, flushed; a run folder that cannot be written to
-    only loses the copy for the console)."""
+def notice(line: str, run_dir: str | os.PathLike | None = None) -> None:
+    """Print ``line`` and append ``{"time", "text"}`` to ``<run>/notices.jsonl`` of ``run_dir``, by default of a
+    ``grpo-notebooks run`` (``$GRPO_RUN_DIR``; none: the line is only printed). One ``write`` of a whole line,
+    flushed; a run folder that cannot be written to only loses the copy for the console: a notice never stops the
+    work it reports on."""
     print(line, file=sys.stdout, flush=True)
-    run_dir = os.environ.get(RUN_DIR_ENV)
+    run_dir = run_dir or os.environ.get(RUN_DIR_ENV)
     if not run_dir:
         return
     record = json.dumps({"time": time.time(), "text": line}) + "\n"

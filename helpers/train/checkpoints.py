@@ -6,22 +6,23 @@ while writing can also leave a half-written ``trainer_state.json`` or truncated 
 therefore counts as complete only if its files read back (:func:`checkpoint_problem`), and
 :func:`newest_checkpoint` falls back to the next older one. Damaged folders are never deleted:
 :func:`set_aside_damaged` renames them to ``damaged-checkpoint-N`` (kept for the user, invisible to
-transformers' checkpoint rotation, which globs ``checkpoint-*``). :func:`resume_point` applies the policy before GRPO trains.
+transformers' checkpoint rotation, which globs ``checkpoint-*``). :func:`choose_resume` makes GRPO's whole
+start-or-resume decision and says it where the person running the command sees it.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.files.atomic import retire_stale_adapter, unused_path
 from helpers.files.integrity import file_problem
+from helpers.files.runs import RunLayout
 from helpers.runtime.distributed import is_main_process
-
-log = logging.getLogger(__name__)
+from helpers.runtime.notices import notice
 
 
 def _step(path: Path) -> int:
@@ -129,32 +130,102 @@ def _set_aside(stage: Path) -> Path | None:
     return aside
 
 
-def resume_point(folder: str | os.PathLike, resume: bool | None) -> Path | None:
-    """GRPO's checkpoint policy, applied before the trainer is built; returns the checkpoint to resume from.
+@dataclass
+class ResumePlan:
+    """Where GRPO starts (:func:`choose_resume`): the checkpoint to resume from (``None``: step 1), the damaged
+    checkpoints set aside, the earlier run moved aside by a fresh start, the highest step the run had reached, the
+    steps that will be done again, and the one-line message (``None`` when there is nothing to say, and in the
+    processes other than the main one)."""
 
-    ``resume=True``: checkpoints that do not read back are moved aside (``damaged-checkpoint-N``) and the
-    newest complete one is returned (``None``, a fresh start, when there is none). ``resume=False``: the earlier
-    run's checkpoints, adapter and metrics are moved to ``<stage>/previous-<time>/``. ``resume=None``: a folder
-    that holds checkpoints is refused (:class:`CheckpointsExistError`). A fresh start also moves an older run's
-    final adapter aside, so it never sits beside the new metrics. Only rank 0 moves anything; every process
-    reads the same newest checkpoint."""
-    folder = Path(folder)
+    checkpoint: Path | None
+    set_aside: list[Path] = field(default_factory=list)
+    earlier_run: Path | None = None
+    reached: int = 0
+    steps_lost: int = 0
+    message: str | None = None
+
+
+def _reached(stage: Path) -> int:
+    """The highest step in ``<stage>/metrics.jsonl`` and in the names of its ``checkpoint-N`` folders (whole or not)."""
+    steps = [_step(p) for p in (stage / "checkpoints").glob("checkpoint-*")]
+    try:
+        lines = (stage / "metrics.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line cut by a kill
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and not isinstance(row["step"], bool):
+            steps.append(row["step"])
+    return max([0, *steps])
+
+
+def _resume_message(folder: Path, moved: list[Path], problems: dict[str, str], checkpoint: Path | None,
+                    reached: int, lost: int) -> str:
+    redo = f"{lost} step{'s' if lost != 1 else ''}"
+    if moved:
+        damaged = ", ".join(f"{name} ({problem})" for name, problem in sorted(problems.items(), key=lambda kv: kv[0]))
+        head = (f"!!! GRPO resume: {damaged} in {folder} did not read back, moved aside to "
+                f"{', '.join(p.name for p in moved)}; ")
+        if checkpoint is not None:
+            return head + f"resuming from {checkpoint.name} instead: {redo} lost (step {reached} had been reached) !!!"
+        return head + (f"no complete checkpoint is left: GRPO starts again at step 1: {redo} lost (step {reached} "
+                       "had been reached) !!!")
+    if checkpoint is not None:
+        return f"GRPO resumes from {checkpoint.name}" + (f" (step {reached} had been reached: {redo} after it are done "
+                                                         "again)" if lost else "")
+    if lost:
+        return (f"!!! GRPO resume: no checkpoint in {folder} (the run stopped before its first one): GRPO starts again "
+                f"at step 1: {redo} lost !!!")
+    return f"GRPO resume: no checkpoint in {folder}: GRPO starts at step 1"
+
+
+def choose_resume(run_dir: str | os.PathLike | None, resume: bool | None, *, main: bool = True) -> ResumePlan:
+    """Decide where GRPO starts in ``<run>/grpo`` (``run_dir``: as :class:`~helpers.files.runs.RunLayout` takes it).
+
+    ``resume=None`` refuses (:class:`CheckpointsExistError`) if there are checkpoints; ``False`` moves an earlier
+    run's checkpoints, adapter and metrics to ``<run>/grpo/previous-<time>/``; ``True`` moves the checkpoints that do
+    not read back to ``damaged-checkpoint-N`` and resumes from the newest complete one (none: step 1). The steps lost
+    are the highest step reached (metrics or checkpoint names) minus the resumed one. The message is printed and
+    posted to ``<run>/notices.jsonl`` (``helpers.runtime.notices.notice``), which ``grpo-notebooks run`` shows on
+    the terminal and in ``run.log``. ``main``: whether this process is the one that touches the run folder (several
+    processes: only rank 0 moves folders and speaks; the others get the same checkpoint, since
+    :func:`newest_checkpoint` skips damaged folders wherever they are)."""
+    layout = RunLayout(run_dir)
+    folder, stage = layout.grpo_checkpoints, layout.root / "grpo"
     check_checkpoints(folder, resume)
-    main = is_main_process()
-    resumed_from = None
+    plan = ResumePlan(checkpoint=None)
     if resume:
-        for path in set_aside_damaged(folder) if main else ():
-            log.warning("moved aside a checkpoint that does not read back (a kill while saving, or a damaged "
-                        "file): %s", path)
-        resumed_from = newest_checkpoint(folder)
+        problems = {p.name: checkpoint_problem(p) for p in folder.glob("checkpoint-*") if p.is_dir()}
+        plan.reached = _reached(stage)
+        plan.set_aside = set_aside_damaged(folder) if main else []
+        plan.checkpoint = newest_checkpoint(folder)
+        plan.steps_lost = max(0, plan.reached - (_step(plan.checkpoint) if plan.checkpoint else 0))
+        damaged = {name: problem for name, problem in problems.items() if problem} if plan.set_aside else {}
         if main:
-            print(f"resuming from {resumed_from}" if resumed_from else f"resume=True but no checkpoint in {folder}: "
-                  "starting fresh", flush=True)
-    elif resume is False and main and (aside := _set_aside(folder.parent)):
-        print(f"resume=False: starting over; the earlier run's checkpoints, adapter and metrics are in {aside}",
-              flush=True)
+            plan.message = _resume_message(folder, plan.set_aside, damaged, plan.checkpoint, plan.reached,
+                                           plan.steps_lost)
+    elif resume is False and main and (aside := _set_aside(stage)):
+        plan.earlier_run = aside
+        plan.message = f"GRPO starts over (resume=False): the earlier run's checkpoints, adapter and metrics are in {aside}"
+    if plan.message and main:
+        notice(plan.message, run_dir=layout.root)
+    return plan
+
+
+def resume_point(run_dir: str | os.PathLike | None, resume: bool | None) -> Path | None:
+    """GRPO's checkpoint policy before the trainer is built (notebook 07): :func:`choose_resume`'s decision for this
+    process, then, on a fresh start, an older run's final adapter moved aside (``retire_stale_adapter``: it must
+    never sit beside the new metrics) and the checkpoint folder made. Returns the checkpoint to resume from."""
+    main = is_main_process()
+    plan = choose_resume(run_dir, resume, main=main)
+    layout = RunLayout(run_dir)
     if main:
-        if resumed_from is None:
-            retire_stale_adapter(folder.parent / "adapter")
-        folder.mkdir(parents=True, exist_ok=True)
-    return resumed_from
+        if plan.checkpoint is None:
+            retire_stale_adapter(layout.grpo_adapter)
+        layout.grpo_checkpoints.mkdir(parents=True, exist_ok=True)
+    return plan.checkpoint
+
+
