@@ -77,7 +77,7 @@ def gpu(monkeypatch, tmp_path, embedded_path):
         monkeypatch.delenv(key, raising=False)
     vllm = logging.getLogger("vllm")
     saved = vllm.handlers[:], vllm.propagate, vllm.level
-    model = SimpleNamespace(config=SimpleNamespace(), generation_config=SimpleNamespace())
+    model = SimpleNamespace(config=SimpleNamespace(), generation_config=SimpleNamespace(), named_parameters=lambda: iter(()))
     fake.loaded = (model, AutoTokenizer.from_pretrained(embedded_path))
     yield fake
     vllm.handlers[:], vllm.propagate, vllm.level = saved

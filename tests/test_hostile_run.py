@@ -419,7 +419,7 @@ def declared():
     ("grpo_learning_rate=-1", "takes a number in (0, 0.001]"), ("grpo_learning_rate=inf", "(0, 0.001]"),
     ("num_generations=1", "takes an integer >= 2"), ("group_filter=bogus", "takes one of off, drop, resample"),
     ("eval_problems=0", "takes an integer >= 1"), ("lora_rank=0", "takes one of 8, 16, 32, 64, 128"),
-    ("train_levels=4", "takes one of 1, 2, 3 (several: 1,2)"), ("max_completion_length=256", "[1, 255]"),
+    ("train_levels=4", "takes one of 1, 2, 3 (several: 1,2)"), ("max_completion_length=256", "leaves no room for the prompt in max_seq_length=256"),
     ("sft_learning_rate=0", "(0, 0.01]"), ("beta=-1", "takes a number >= 0"), ("grpo_temperature=0", "(0, 10]"),
     ("merged_dtype=int8", "takes one of bfloat16"), ("gsm8k_path=/nonexistent/gsm8k", "no such file or folder"),
     ("samples_per_problem=4", "greedy decoding gives the same completion every time"),

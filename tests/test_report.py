@@ -1,6 +1,7 @@
 import json
 
-from helpers.run.report import fifths, learning_summary, write_report
+from helpers.run.report import write_report
+from helpers.train.curves import fifths, learning_summary
 
 
 def test_fifths_needs_two_values():
