@@ -48,7 +48,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 MAX_NEW_TOKENS = 32
 PROBLEMS = 4
-LORA_RANK = 16
+LORA_RANK = 64  # the ci profile's rank: the adapter notebook 06 trains
 # Tolerances, float32 on both sides. vLLM's CPU kernels (its attention, the LoRA ops that apply x·A·B
 # per request) sum in another order than PyTorch's SDPA and PEFT's LoRA layers, so logits differ in
 # the last bits: measured below ~1e-4 in log-probability on this model. A greedy pick can only differ
@@ -66,19 +66,14 @@ TIE_GAP = 1e-2
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, embedded_path):
-    """A LoRA adapter trained for a few SFT steps (helpers.train.sft.train_sft), saved in a run folder."""
-    import torch
+    """A LoRA adapter trained for a few SFT steps by notebook 06's own cells, saved in a run folder."""
+    from stages import run_stage
 
     from helpers.files.runs import RunLayout
-    from helpers.model.load import load_model
-    from helpers.train.sft import train_sft
 
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
     run = tmp_path_factory.mktemp("vllm-run")
-    model, tokenizer = load_model(profile="ci")
-    result = train_sft(model, tokenizer, run_dir=run, profile="ci", max_steps=4, compliance_prompts=0,
-                       lora_rank=LORA_RANK, dashboard=False, cpu_threads=0)
-    assert result.steps == 4
+    ns = run_stage(6, run, sft_steps=4)
+    assert ns["trainer"].state.global_step == 4 and ns["settings"].lora_rank == LORA_RANK
     return RunLayout(run)
 
 
@@ -285,42 +280,42 @@ def test_grpo_colocate_rollouts(tmp_path):
     assert result["steps"] == GRPO_STEPS
     assert len(result["rewards"]) == GRPO_STEPS and all(math.isfinite(r) for r in result["rewards"])
     assert any(std and std > 0 for std in result["reward_std"]), "no group had a reward spread: nothing to learn"
-    assert result["lora_b_delta"] > 0, "the LoRA weights did not move"
+    assert result["lora_b_delta"] > 0, "the LoRA weights did not move (a fresh LoRA's B starts at 0)"
     assert all(d is not None and d < 0.5 for d in result["sampling_logp_difference"]), result
     assert Path(result["adapter"]).joinpath("adapter_model.safetensors").exists()
 
 
-def digit_count_reward(completions, **kwargs) -> list[float]:
-    """A toy reward with a spread at any skill level (the number of digits written, /10): the
-    untrained model never writes the answer format in 24 tokens, so the suite's rewards are all 0
-    there, every advantage is 0 and the LoRA weights could not move."""
-    from helpers.rewards.completions import completion_text
+DIGIT_COUNT = """
+from helpers.rewards.completions import completion_text
+from helpers.rewards.reward_set import reward_functions
 
+
+def digit_count_reward(completions, **kwargs):
+    \"\"\"The number of digits written, /10: a spread at any skill level (the untrained model never writes the
+    answer format in 24 tokens, so the suite's rewards are all 0 there and the LoRA weights could not move).\"\"\"
     return [sum(ch.isdigit() for ch in completion_text(c)) / 10 for c in completions]
 
 
+funcs, weights = reward_functions()
+reward_funcs = [*funcs, digit_count_reward]
+reward_weights = [*weights, 1.0]
+"""
+
+
 def _grpo_child(out: str) -> None:
-    """Train GRPO for a few steps with rollouts from TRL's colocated vLLM engine; write result.json."""
+    """Notebook 07's own cells for a few steps with rollouts from TRL's colocated vLLM engine (the plain-TRL path:
+    ``GRPO_PLAIN_TRL=1``, ``GRPO_ROLLOUT_BACKEND=vllm``); write result.json."""
     import torch
-    from helpers.train.grpo import train_grpo
+    from stages import run_stage
     from vllm.model_executor.layers import utils as vllm_layer_utils
 
-    from helpers.data.synthetic import synthetic_dataset
-    from helpers.model.load import load_model
-    from helpers.model.lora import add_lora, lora_state
-    from helpers.rewards.reward_set import reward_functions
-
+    os.environ.update(GRPO_PLAIN_TRL="1", GRPO_ROLLOUT_BACKEND="vllm", OMP_NUM_THREADS="2")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    model, tokenizer = load_model(profile="ci")
-    model, _ = add_lora(model, rank=16, gradient_checkpointing=False)
-    before = lora_state(model)
-    funcs, weights = reward_functions()
-    result = train_grpo(model, tokenizer, synthetic_dataset(16, seed=0), (funcs + [digit_count_reward], weights + [1.0]),
-                        run_dir=out, profile="ci", max_steps=GRPO_STEPS, num_generations=4,
-                        per_device_train_batch_size=4, max_completion_length=24, learning_rate=1e-4, save_steps=100,
-                        use_vllm=True, dashboard=False, cpu_threads=0)
-    trainer = result.trainer
-    after = lora_state(model)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    Path(out, "rewards.py").write_text(DIGIT_COUNT)  # notebook 05's hand-off, with the toy reward added
+    ns = run_stage(7, out, from_sft=False, grpo_steps=GRPO_STEPS, num_generations=4, max_completion_length=24,
+                   save_steps=100)
+    trainer = ns["trainer"]
     rows = [r for r in trainer.state.log_history if "reward" in r]
     llm = trainer.vllm_generation.llm
     payload = {
@@ -329,13 +324,12 @@ def _grpo_child(out: str) -> None:
         "engine": type(llm).__module__ + "." + type(llm).__name__,
         "engine_dtype": str(llm.llm_engine.model_config.dtype),
         "steps": trainer.state.global_step,
-        "lora_b_delta": max((after[k] - v).abs().max().item() for k, v in before.items() if "lora_B" in k),
+        "lora_b_delta": max(p.detach().abs().max().item() for n, p in ns["model"].named_parameters() if "lora_B" in n),
         "rewards": [r["reward"] for r in rows], "reward_std": [r.get("reward_std") for r in rows],
         "grad_norm": [r.get("grad_norm") for r in rows],
         "sampling_logp_difference": [r.get("sampling/sampling_logp_difference/mean") for r in rows],
         "importance_sampling_ratio": [r.get("sampling/importance_sampling_ratio/mean") for r in rows],
-        "step_time": [r.get("step_time") for r in rows],
-        "seconds": round(result.seconds, 1), "adapter": str(result.adapter),
+        "step_time": [r.get("step_time") for r in rows], "adapter": str(ns["adapter"]),
     }
     Path(out, "result.json").write_text(json.dumps(payload, indent=2))
 

