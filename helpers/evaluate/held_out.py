@@ -1,5 +1,5 @@
-"""The held-out sets every model is scored on: the synthetic test part, its paraphrased wording and
-GSM8K's test split (:func:`held_out_sets`). None of them is ever trained on."""
+"""The held-out sets every model is scored on: the synthetic test part, its paraphrased wording, GSM8K's test
+split and SVAMP's human-written problems (:func:`held_out_sets`). None of them is ever trained on."""
 
 from __future__ import annotations
 
@@ -9,16 +9,12 @@ import os
 from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
 from helpers.data.gsm8k import default_gsm8k_dir, load_gsm8k
 from helpers.data.rows import DataUnavailableError
+from helpers.data.svamp import load_svamp
 from helpers.data.synthetic import synthetic_dataset
 from helpers.runtime.hardware import hub_reachable
 from helpers.runtime.profiles import settings
 
 log = logging.getLogger(__name__)
-
-# ---------------------------------------------------------------------------------------------
-# Scoring (pure)
-# ---------------------------------------------------------------------------------------------
-
 
 # ---------------------------------------------------------------------------------------------
 # Held-out sets
@@ -30,21 +26,31 @@ log = logging.getLogger(__name__)
 # stay within its 20 minutes.
 GSM8K_SLICE = {"ci": 4, "cpu": 0}
 
+# SVAMP problems per profile (default: ``n``, the profile's eval_problems: 500 on gpu, 200 on colab-t4). ci keeps 4
+# to exercise the path; cpu 32: one batch of 32 more per model, ~1 min for base + SFT + GRPO on 2 cores on top of
+# the ~5 min of its 96 synthetic and paraphrased problems (benchmarks/svamp.md has what the model solves).
+SVAMP_SLICE = {"ci": 4, "cpu": 32}
+
 
 def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str | os.PathLike | None = None,
-                  gsm8k_n: int | None = None, paraphrased: int | None = None, seed: int = 0, profile: str | None = None,
+                  gsm8k_n: int | None = None, paraphrased: int | None = None, svamp_n: int | None = None,
+                  svamp_path: str | os.PathLike | None = None, seed: int = 0, profile: str | None = None,
                   fmt: ReasoningFormat = DEFAULT_FORMAT) -> dict:
     """The held-out sets to evaluate on, by name: ``"synthetic"`` (always: the test part of the
     offline problems, disjoint from training's), ``"paraphrased"`` (``paraphrased`` problems, default
     half of ``n``; 0: none: the same arithmetic in wording training never saw, ``helpers.data.problems`` style
     ``"paraphrased"``) and ``"gsm8k"`` (its test split, the first
     ``gsm8k_n`` problems, default ``n``, at most ``GSM8K_SLICE`` on the CPU profiles; 0: none) when a local copy (``gsm8k_path``, ``$GRPO_GSM8K_DIR``, the
-    project's ``../shared/data/gsm8k``) or the hub is there. ``n`` defaults to the profile's
-    ``eval_problems``."""
+    project's ``../shared/data/gsm8k``) or the hub is there; ``"svamp"`` (``svamp_n`` problems of SVAMP, human-written,
+    default ``n``, at most ``SVAMP_SLICE`` on the CPU profiles; 0: none) from ``svamp_path`` or
+    :func:`helpers.data.svamp.load_svamp`'s local copy or download, skipped with a warning when neither is there.
+    ``n`` defaults to the profile's ``eval_problems``. Evaluation generates SVAMP in batches of its own
+    (:func:`helpers.evaluate.evaluation.batch_groups`), so adding it leaves the other sets' results as they were."""
     sizes = settings(profile)
     n = n or sizes.eval_problems
     gsm8k_n = min(n, GSM8K_SLICE.get(sizes.profile, n)) if gsm8k_n is None else gsm8k_n
     gsm8k = gsm8k and gsm8k_n > 0
+    svamp_n = min(n, SVAMP_SLICE.get(sizes.profile, n)) if svamp_n is None else svamp_n
     sets = {"synthetic": synthetic_dataset(n, split="test", seed=seed, fmt=fmt)}
     paraphrased = n // 2 if paraphrased is None else paraphrased
     if paraphrased > 0:
@@ -58,4 +64,9 @@ def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str |
                 sets["gsm8k"] = load_gsm8k("test", path, fmt=fmt, limit=gsm8k_n)
             except DataUnavailableError as exc:
                 log.warning("GSM8K skipped: %s", exc)
+    if svamp_n > 0:
+        try:
+            sets["svamp"] = load_svamp(svamp_path, fmt=fmt, limit=svamp_n)
+        except DataUnavailableError as exc:
+            log.warning("SVAMP skipped: %s", exc)
     return sets
