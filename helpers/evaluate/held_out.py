@@ -31,6 +31,14 @@ GSM8K_SLICE = {"ci": 4, "cpu": 0}
 # the ~5 min of its 96 synthetic and paraphrased problems (benchmarks/svamp.md has what the model solves).
 SVAMP_SLICE = {"ci": 4, "cpu": 32}
 
+# Each held-out set in a few words, for the tables' readers (the CLI summary prints it beside the set's name).
+SET_LABELS = {
+    "synthetic": "the generator's held-out problems",
+    "paraphrased": "the same arithmetic in wording never trained on",
+    "gsm8k": "GSM8K test, human-written, multi-step",
+    "svamp": "SVAMP, human-written public benchmark",
+}
+
 
 def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str | os.PathLike | None = None,
                   gsm8k_n: int | None = None, paraphrased: int | None = None, svamp_n: int | None = None,
