@@ -121,7 +121,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     for path in adapters.values():
         check_adapter_dir(path)
     if sets is None:
-        sets = {"synthetic": held_out_sets(problems, gsm8k=False, seed=seed, fmt=fmt)["synthetic"]}
+        sets = {"synthetic": held_out_sets(problems, gsm8k=False, svamp_n=0, seed=seed, fmt=fmt)["synthetic"]}
     sets = {name: _as_dataset(ds, problems) for name, ds in sets.items()}
     _check_sets(sets, problems)
     if model is None:
