@@ -154,7 +154,9 @@ def download_svamp(dest: str | os.PathLike | None = None, *, url: str | None = N
         raise DataUnavailableError(f"the file downloaded from {url} has SHA-256 {digest}, not the pinned {sha256}; "
                                    f"nothing was written; fix: check the URL, or pass a local copy with {SVAMP_DIR_ENV}.")
     try:
-        return atomic_write(dest, data)
+        atomic_write(dest, data)
+        log.info("SVAMP: downloaded %s (%d bytes, SHA-256 checked) to %s", url, len(data), dest)
+        return dest
     except OSError as exc:
         raise DataUnavailableError(f"SVAMP could not be saved to {dest} ({exc}); fix: set GRPO_NOTEBOOKS_CACHE to a "
                                    "writable folder.") from exc
