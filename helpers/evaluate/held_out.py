@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 GSM8K_SLICE = {"ci": 4, "cpu": 0}
 
 # SVAMP problems per profile (default: ``n``, the profile's eval_problems: 500 on gpu, 200 on colab-t4). ci keeps 4
-# to exercise the path; cpu 32: one more batch of 32 per model, 145 s for base + SFT + GRPO beside the 434 s of its
+# to exercise the path; cpu 32: one more batch of 32 per model, 145 s for base + SFT + GRPO beside the 431 s of its
 # 96 synthetic and paraphrased problems (one thread, measured). The embedded model solves 7.5% of SVAMP after the
 # cpu default's SFT (12 of 160, benchmarks/svamp.md): 32 problems show the set, not a change of a few points.
 SVAMP_SLICE = {"ci": 4, "cpu": 32}
