@@ -4,6 +4,7 @@ arguments, the results files, and (slow) base vs adapter on the real model."""
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 
 import pytest
@@ -175,12 +176,86 @@ def test_find_adapters(tmp_path):
 
 
 def test_held_out_sets_offline(gsm8k_dir):
-    sets = held_out_sets(3, gsm8k_path=gsm8k_dir, profile="ci")  # cpu skips GSM8K: eval_gsm8k_problems=0
+    sets = held_out_sets(3, gsm8k_path=gsm8k_dir, svamp_n=0, profile="ci")  # cpu skips GSM8K: eval_gsm8k_problems=0
     assert list(sets) == ["synthetic", "paraphrased", "gsm8k"] and [len(s) for s in sets.values()] == [3, 1, 3]
     assert sets["gsm8k"][0]["answer"] == "18"  # Janet's ducks
     assert Fraction(sets["synthetic"][0]["answer"]) >= 0
-    assert held_out_sets(2, gsm8k=False, paraphrased=0).keys() == {"synthetic"}
-    assert len(held_out_sets(2, gsm8k=False, paraphrased=5)["paraphrased"]) == 5
+    assert held_out_sets(2, gsm8k=False, paraphrased=0, svamp_n=0).keys() == {"synthetic"}
+    assert len(held_out_sets(2, gsm8k=False, paraphrased=5, svamp_n=0)["paraphrased"]) == 5
+
+
+def _svamp_file(folder, n=40):
+    """An SVAMP.json of ``n`` made-up records in upstream's format."""
+    folder.mkdir(parents=True, exist_ok=True)
+    records = [{"ID": f"chal-{i}", "Body": f"Ann had {i} stickers. She got {i + 2} more.", "Question": "How many now?",
+                "Equation": f"( {i}.0 + {i + 2}.0 )", "Answer": float(2 * i + 2), "Type": "Addition"} for i in range(n)]
+    (folder / "SVAMP.json").write_text(json.dumps(records))
+    return folder / "SVAMP.json"
+
+
+def test_held_out_sets_with_svamp_per_profile(tmp_path):
+    from helpers.evaluate.held_out import SVAMP_SLICE
+
+    file = _svamp_file(tmp_path / "svamp")
+    ci = held_out_sets(8, gsm8k=False, svamp_path=file, profile="ci")
+    assert list(ci) == ["synthetic", "paraphrased", "svamp"] and len(ci["svamp"]) == SVAMP_SLICE["ci"] == 4
+    assert ci["svamp"][0]["source"] == "svamp" and ci["svamp"][0]["answer"] == str(2 * int(ci["svamp"][0]["id"][5:]) + 2)
+    assert len(held_out_sets(64, gsm8k=False, paraphrased=0, svamp_path=file, profile="cpu")["svamp"]) == min(
+        40, SVAMP_SLICE["cpu"])
+    assert len(held_out_sets(30, gsm8k=False, paraphrased=0, svamp_path=file, profile="gpu")["svamp"]) == 30  # n
+    assert len(held_out_sets(8, gsm8k=False, paraphrased=0, svamp_path=file, svamp_n=7, profile="ci")["svamp"]) == 7
+    without = held_out_sets(8, gsm8k=False, svamp_n=0, profile="ci")
+    assert list(without) == ["synthetic", "paraphrased"]
+    for name in without:  # adding SVAMP changes nothing of the other sets
+        assert ci[name].to_list() == without[name].to_list()
+
+
+def test_held_out_sets_skip_svamp_when_it_cannot_be_had(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("GRPO_NOTEBOOKS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("GRPO_SVAMP_DIR", raising=False)
+    monkeypatch.setattr("helpers.data.svamp.project_root", lambda start=None: None)
+    monkeypatch.setattr("helpers.data.svamp.SVAMP_URL", "http://127.0.0.1:9/SVAMP.json")  # nothing listens there
+    sets = held_out_sets(4, gsm8k=False, profile="ci")
+    assert list(sets) == ["synthetic", "paraphrased"]
+    assert "SVAMP skipped: SVAMP could not be downloaded from http://127.0.0.1:9/SVAMP.json" in caplog.text
+    assert "fix: put SVAMP.json" in caplog.text and not (tmp_path / "cache").exists()
+
+
+def test_new_sets_are_generated_in_batches_of_their_own(monkeypatch, tmp_path, tokenizer):
+    """Greedy outputs can depend on a batch's padding: the cpu default's synthetic and paraphrased problems must go
+    through ``generate`` exactly as without SVAMP (the same prompts in the same call, so the same batches), SVAMP's
+    in calls of their own after them; each set is scored on its own completions."""
+    from helpers.data.chat_template import render_prompt
+    from helpers.generate.sampling import Generation
+
+    calls = []
+
+    def fake_generate(model, tokenizer, prompts, *, on_batch=None, batch_size=16, **kwargs):
+        calls.append(list(prompts))
+        for begin in range(0, len(prompts), batch_size):
+            on_batch(min(begin + batch_size, len(prompts)))
+        solved = [re.search(r"Ann had (\d+) stickers", p) for p in prompts]  # SVAMP's even problems right
+        answers = [2 * int(m[1]) + 2 if m and int(m[1]) % 2 == 0 else -1 for m in solved]
+        texts = [[f"<reasoning>\nr\n</reasoning>\n<answer>{a}</answer>"] for a in answers]
+        return Generation(texts, [[3]] * len(prompts), [[False]] * len(prompts), "transformers", 1.0)
+
+    monkeypatch.setattr("helpers.evaluate.evaluation.generate_completions", fake_generate)
+    sets = held_out_sets(64, gsm8k=False, svamp_path=_svamp_file(tmp_path / "svamp"), profile="cpu")
+    assert [len(s) for s in sets.values()] == [64, 32, min(40, 32)]
+    kwargs = dict(model=object(), tokenizer=tokenizer, adapters={}, problems=64, write=True, progress=False,
+                  profile="cpu", batch_size=32)
+    tables = evaluate_sets({k: sets[k] for k in ("synthetic", "paraphrased")}, tmp_path / "old", **kwargs)
+    before = calls[:]
+    calls.clear()
+    new = evaluate_sets(sets, tmp_path / "new", **kwargs)
+    assert len(before) == 1 and len(calls) == 2 and calls[0] == before[0]  # the old sets' one call, unchanged
+    assert calls[1] == [render_prompt(tokenizer, p) for p in sets["svamp"]["prompt"]]
+    for name in ("synthetic", "paraphrased"):
+        assert new[name].scores[0].as_dict() | {"seconds": 0} == tables[name].scores[0].as_dict() | {"seconds": 0}
+    expected = [int(int(i[5:]) % 2 == 0) for i in sets["svamp"]["id"]]
+    assert new["svamp"].scores[0].strict_per_problem == expected and 0 < sum(expected) < len(expected)
+    progress = [json.loads(line) for line in (tmp_path / "new" / "eval" / "progress.jsonl").read_text().splitlines()]
+    assert [r["done"] for r in progress] == [0, 32, 64, 96, 128] and {r["total"] for r in progress} == {128}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,9 +304,15 @@ def test_evaluate_sets_base_vs_adapter(tmp_path):
     files = sorted(p.name for p in layout.eval.iterdir())
     assert files == ["accuracy.png", "progress.jsonl", "results.json", "results.md"]
     progress = [json.loads(line) for line in (layout.eval / "progress.jsonl").read_text().splitlines()]
-    assert [(r["model"], r["index"], r["done"], r["total"]) for r in progress] == [
-        ("base", 1, 0, 3), ("base", 1, 3, 3), ("sft", 2, 0, 3), ("sft", 2, 3, 3)]  # 3 prompts: one batch each
+    assert [(r["model"], r["index"], r["done"], r["total"]) for r in progress] == [  # "other": batches of its own
+        ("base", 1, 0, 3), ("base", 1, 2, 3), ("base", 1, 3, 3), ("sft", 2, 0, 3), ("sft", 2, 2, 3), ("sft", 2, 3, 3)]
     assert list(json.loads((layout.eval / "results.json").read_text())["datasets"]) == ["synthetic", "other"]
+    # the real model: the synthetic problems' completions are the same with or without another set beside them
+    alone = evaluate_sets({"synthetic": sets["synthetic"]}, layout.root, model=base, tokenizer=tokenizer,
+                          max_new_tokens=8, progress=False, profile="ci", write=False)["synthetic"]
+    for with_other, by_itself in zip(table.scores, alone.scores, strict=True):
+        assert [x["completion"] for x in with_other.samples] == [x["completion"] for x in by_itself.samples]
+        assert with_other.strict_per_problem == by_itself.strict_per_problem
 
     sampled = generate_completions(base, tokenizer, ["Say hi.", "Count to 3."], max_new_tokens=4,
                                               temperature=1.0, samples_per_problem=2, progress=False)

@@ -50,3 +50,28 @@ def test_summary_reads_grpos_change_against_the_noise(tmp_path):
     write_results(EvalTable("synthetic", "s", {"problems": 4}, scores), tmp_path / "eval")
     text = summary(tmp_path)
     assert "  grpo vs sft: +25.0 points (2 problems gained, 1 lost of 4; standard error 47.9)" in text
+
+
+def test_summary_shows_every_held_out_set_with_its_change(tmp_path):
+    """Every set of the run's results (SVAMP's human-written problems too) gets its table, what it is, and each
+    model's paired change against the one before it with its standard error."""
+    from helpers.evaluate.evaluation import EvalTable
+    from helpers.evaluate.results import write_results
+    from helpers.evaluate.scoring import score_completions
+    from helpers.run.report import summary
+
+    good = "<reasoning>\nr\n</reasoning>\n<answer>1</answer>"
+    for name, right in (("synthetic", ([0, 1], [1, 1], [1, 1])), ("paraphrased", ([0, 0], [0, 1], [1, 1])),
+                        ("svamp", ([0, 0, 0], [1, 0, 0], [1, 1, 0]))):
+        scores = [score_completions([good if r else "no" for r in rs], ["1"] * len(rs), name=model)
+                  for model, rs in zip(("base", "sft", "grpo"), right, strict=True)]
+        write_results(EvalTable(name, name, {"problems": len(right[0])}, scores), tmp_path / "eval")
+    text = summary(tmp_path)
+    assert "evaluation on svamp (SVAMP, human-written public benchmark; 3 held-out problems):" in text
+    assert "evaluation on synthetic (the generator's held-out problems; 2 held-out problems):" in text
+    svamp = text[text.index("evaluation on svamp"):]
+    assert "  grpo   " in svamp and "66.7% (2/3)" in svamp
+    assert "  sft vs base: +33.3 points (1 problem gained, 0 lost of 3; standard error 33.3)" in svamp
+    assert "  grpo vs sft: +33.3 points (1 problem gained, 0 lost of 3; standard error 33.3)" in svamp
+    order = [text.index(f"evaluation on {n} ") for n in ("synthetic", "paraphrased", "svamp")]
+    assert order == sorted(order)

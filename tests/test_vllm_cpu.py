@@ -112,7 +112,7 @@ def prompts(tokenizer):
     from helpers.data.chat_template import render_prompt
     from helpers.evaluate.held_out import held_out_sets
 
-    ds = held_out_sets(PROBLEMS, gsm8k=False, profile="ci")["synthetic"]
+    ds = held_out_sets(PROBLEMS, gsm8k=False, svamp_n=0, profile="ci")["synthetic"]
     return ds, [render_prompt(tokenizer, p) for p in ds["prompt"]]
 
 

@@ -22,7 +22,7 @@ def main(run_dir: str, sizes: list[int]) -> None:
     from helpers.model.load import load_model
 
     model, tokenizer = load_model(profile="cpu")
-    sets = held_out_sets(64, gsm8k=False, profile="cpu")
+    sets = held_out_sets(64, gsm8k=False, svamp_n=0, profile="cpu")
     first = None
     for size in sizes:
         start = time.perf_counter()

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     path = embedded_model_path()
     model, tokenizer = load_model(profile="cpu", dtype=getattr(torch, a.dtype))
-    ds = held_out_sets(a.problems, gsm8k=False, profile="cpu")["synthetic"]
+    ds = held_out_sets(a.problems, gsm8k=False, svamp_n=0, profile="cpu")["synthetic"]
     prompts = [render_prompt(tokenizer, q) for q in ds["prompt"]]
     kw = dict(max_new_tokens=a.max_new_tokens, progress=False)
     peft_model = demo_adapter(model, rank=16)

@@ -31,7 +31,7 @@ if __name__ == "__main__":  # vLLM starts its engine core in a spawned process
 
     torch.set_num_threads(2)
     model, tokenizer = load_model(profile="cpu")
-    ds = held_out_sets(64, gsm8k=False, profile="cpu")["synthetic"]
+    ds = held_out_sets(64, gsm8k=False, svamp_n=0, profile="cpu")["synthetic"]
     texts = [render_prompt(tokenizer, p) for p in ds["prompt"]]
     lora_slots = "--no-lora" not in sys.argv  # the benchmark's engine serves LoRA requests (rank-16 slots)
     engine = LLM(**vllm_engine_kwargs(embedded_model_path(), lora_rank=16 if lora_slots else None))

@@ -12,7 +12,6 @@ from pathlib import Path
 from helpers.data.answers import normalize_answer
 from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
 from helpers.data.rows import DataUnavailableError, NoUsableRowsError, _dataset, make_row
-from helpers.files.runs import project_root
 from helpers.runtime.hardware import hub_reachable
 
 log = logging.getLogger(__name__)
@@ -75,16 +74,9 @@ def _read_jsonl(path: Path):
 
 
 def default_gsm8k_dir() -> Path | None:
-    """A local GSM8K folder (``train.jsonl``, ``test.jsonl``): ``$GRPO_GSM8K_DIR``, else the project's
-    ``../shared/data/gsm8k`` beside the checkout, if it exists."""
-    candidates = [os.environ.get(GSM8K_DIR_ENV)]
-    root = project_root() or project_root(Path(__file__).parent)
-    if root is not None:
-        candidates.append(root.parent / "shared" / "data" / "gsm8k")
-    for candidate in candidates:
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
+    """A local GSM8K folder (``train.jsonl``, ``test.jsonl``): ``$GRPO_GSM8K_DIR`` if it is one."""
+    candidate = os.environ.get(GSM8K_DIR_ENV)
+    return Path(candidate) if candidate and Path(candidate).is_dir() else None
 
 
 def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None, *,

@@ -2,7 +2,7 @@
 
 :func:`evaluate_sets` (:func:`compare_models` for one set) runs the base model and every adapter
 the run folder holds (SFT, GRPO) on one loaded base model (PEFT adapters switched on and off, no
-reloading, or LoRA requests on a vLLM engine), all held-out sets in one pass per model, and writes
+reloading, or LoRA requests on a vLLM engine), the held-out sets in a few passes per model (:func:`batch_groups`), and writes
 ``eval/results.json``, ``eval/results.md`` and ``eval/accuracy.png``. Its parts live in their own
 modules and are re-exported here: generation (:mod:`helpers.generate.completions`), scoring
 (:mod:`helpers.evaluate.scoring`: strict and lenient accuracy, format compliance, pass@k) and writing the
@@ -36,6 +36,10 @@ from helpers.runtime.threads import cpu_threads
 log = logging.getLogger(__name__)
 
 PROGRESS_JSONL = "progress.jsonl"  # one line per finished batch while evaluate_sets generates (the CLI follows it)
+# The held-out sets whose prompts share batches (in the order given), as they always have: a greedy completion can
+# depend on its batch's padding, so their per-problem results stay what they were. Every other set (SVAMP, a set
+# of the caller's) is generated in batches of its own after them, so adding it changes nothing of theirs.
+SHARED_BATCHES = ("synthetic", "paraphrased", "gsm8k")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,8 +97,9 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     """Evaluate the base model and each adapter on every held-out set; return ``{set name: EvalTable}``.
 
     ``sets`` (name -> rows with ``prompt`` messages and ``answer``) defaults to the synthetic
-    held-out set; each is cut to ``problems`` rows. All sets' prompts go through each model in
-    one pass (fewer, fuller batches), then are scored per set. ``adapters`` (name -> folder)
+    held-out set; each is cut to ``problems`` rows. The prompts of the sets in :data:`SHARED_BATCHES` go through
+    each model in one pass (fewer, fuller batches), every other set's in a pass of its own after them
+    (:func:`batch_groups`), then they are scored per set. ``adapters`` (name -> folder)
     defaults to :func:`find_adapters` of the run folder (SFT and GRPO, whichever exist).
     ``problems`` and ``max_new_tokens`` default to the profile's ``eval_problems`` /
     ``eval_max_new_tokens``. ``model`` is a plain base model (default:
@@ -116,7 +121,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     for path in adapters.values():
         check_adapter_dir(path, trained=True)  # an untrained adapter would be scored as SFT or GRPO
     if sets is None:
-        sets = {"synthetic": held_out_sets(problems, gsm8k=False, seed=seed, fmt=fmt)["synthetic"]}
+        sets = {"synthetic": held_out_sets(problems, gsm8k=False, svamp_n=0, seed=seed, fmt=fmt)["synthetic"]}
     sets = {name: _as_dataset(ds, problems) for name, ds in sets.items()}
     _check_sets(sets, problems)
     if model is None:
@@ -124,28 +129,33 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     if tokenizer is None:
         raise ValueError("evaluate_sets needs the tokenizer with the model; fix: pass tokenizer=...")
 
-    prompts, spans = [], {}
-    for name, ds in sets.items():
-        spans[name] = (len(prompts), len(prompts) + len(ds))
-        prompts += [render_prompt(tokenizer, p, prefill=prefilled, fmt=fmt) for p in ds["prompt"]]
+    groups, spans = [], {}  # prompts per batch group; set name -> (group, first, end)
+    for group in batch_groups(list(sets)):
+        prompts = []
+        for name in group:
+            spans[name] = (len(groups), len(prompts), len(prompts) + len(sets[name]))
+            prompts += [render_prompt(tokenizer, p, prefill=prefilled, fmt=fmt) for p in sets[name]["prompt"]]
+        groups.append(prompts)
     gen_kwargs = dict(max_new_tokens=max_new_tokens, temperature=temperature, samples_per_problem=samples_per_problem,
                       batch_size=batch_size, seed=seed, progress=progress)
     log_progress = _progress_log(layout.eval / PROGRESS_JSONL if write else None,
-                                 ["base"] * include_base + list(adapters), len(prompts))
+                                 ["base"] * include_base + list(adapters), sum(map(len, groups)))
     with cpu_threads(threads):
-        generations, backend = _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs,
+        generations, backend = _generate_all(model, tokenizer, groups, adapters, include_base, gen_kwargs,
                                              log_progress)
     tables = {}
     for name, ds in sets.items():
-        lo, hi = spans[name]
+        group, lo, hi = spans[name]
         answers = list(ds["answer"])
         questions = list(ds["question"]) if "question" in ds.column_names else None
         scores = []
-        for model_name, generation in generations:
+        for model_name, per_group in generations:
+            generation = per_group[group]
             result = score_completions(generation.texts[lo:hi], answers, name=model_name,
                                        lengths=generation.lengths[lo:hi], truncated=generation.truncated[lo:hi],
                                        questions=questions, ks=ks, fmt=fmt, prefilled=prefilled)
-            result.seconds = round(generation.seconds * (hi - lo) / max(len(prompts), 1), 2)  # this set's share
+            share = (hi - lo) / max(len(groups[group]), 1)  # this set's share of its group's time
+            result.seconds = round(generation.seconds * share, 2)
             scores.append(result)
         tables[name] = EvalTable(
             dataset=name,
@@ -206,23 +216,43 @@ def _progress_log(path: Path | None, models: list[str], total: int):
     return log
 
 
-def _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs, log_progress=None) -> tuple[list, str]:
-    """``[(model name, Generation)]`` for the base model and each adapter; the model is given back as it came."""
+def batch_groups(names: list[str]) -> list[list[str]]:
+    """The held-out sets (by name, in the order given) that go through ``generate`` together: those of
+    :data:`SHARED_BATCHES` in one group, then each other set in a group of its own.
+
+    >>> batch_groups(["synthetic", "paraphrased", "svamp", "gsm8k", "mine"])
+    [['synthetic', 'paraphrased', 'gsm8k'], ['svamp'], ['mine']]
+    """
+    shared = [name for name in names if name in SHARED_BATCHES]
+    return ([shared] if shared else []) + [[name] for name in names if name not in SHARED_BATCHES]
+
+
+def _generate_all(model, tokenizer, groups, adapters, include_base, gen_kwargs,
+                  log_progress=None) -> tuple[list, str]:
+    """``[(model name, [Generation of each group])]`` for the base model and each adapter, each group of prompts
+    (``groups``: lists of rendered prompts) generated in batches of its own; the model is given back as it came."""
     log_progress = log_progress or _progress_log(None, [], 0)
 
-    out: list[tuple[str, Generation]] = []
     backend = "vllm" if uses_vllm(model) else "transformers"
+
+    def run(target, name: str, **kwargs) -> list[Generation]:
+        done, offset, out = log_progress(name), 0, []
+        for prompts in groups:
+            def on_batch(n: int, offset: int = offset) -> None:
+                done(offset + n)
+            out.append(generate_completions(target, tokenizer, prompts, desc=name, on_batch=on_batch,
+                                            **kwargs, **gen_kwargs))
+            offset += len(prompts)
+            if backend == "vllm":  # vLLM reports no batches
+                done(offset)
+        return out
+
+    out: list[tuple[str, list[Generation]]] = []
     if backend == "vllm":
         if include_base:
-            done = log_progress("base")
-            out.append(("base", generate_completions(model, tokenizer, prompts, desc="base", **gen_kwargs)))
-            done(len(prompts))
+            out.append(("base", run(model, "base")))
         for name, path in adapters.items():
-            lora = (name, str(path), vllm_lora_id(path))
-            done = log_progress(name)
-            out.append((name, generate_completions(model, tokenizer, prompts, lora=lora, desc=name,
-                                                   **gen_kwargs)))
-            done(len(prompts))
+            out.append((name, run(model, name, lora=(name, str(path), vllm_lora_id(path)))))
         return out, backend
     from peft import PeftModel
 
@@ -238,15 +268,12 @@ def _generate_all(model, tokenizer, prompts, adapters, include_base, gen_kwargs,
         if include_base:
             if isinstance(peft_model, PeftModel):
                 with peft_model.disable_adapter():
-                    out.append(("base", generate_completions(peft_model, tokenizer, prompts, desc="base",
-                                                             on_batch=log_progress("base"), **gen_kwargs)))
+                    out.append(("base", run(peft_model, "base")))
             else:
-                out.append(("base", generate_completions(peft_model, tokenizer, prompts, desc="base",
-                                                         on_batch=log_progress("base"), **gen_kwargs)))
+                out.append(("base", run(peft_model, "base")))
         for name, key in zip(adapters, added, strict=True):
             peft_model.set_adapter(key)
-            out.append((name, generate_completions(peft_model, tokenizer, prompts, desc=name,
-                                                   on_batch=log_progress(name), **gen_kwargs)))
+            out.append((name, run(peft_model, name)))
     finally:  # give the model back as it came
         if was_peft:
             for key in added:

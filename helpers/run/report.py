@@ -16,6 +16,7 @@ from pathlib import Path
 
 from helpers.dashboard.metrics import read_metrics
 from helpers.dashboard.plots import plot_metrics
+from helpers.evaluate.held_out import SET_LABELS
 from helpers.evaluate.scoring import change_lines
 from helpers.files.atomic import atomic_write
 from helpers.files.disk import disk_error
@@ -176,13 +177,14 @@ def write_report(run_dir: str | os.PathLike | None = None) -> Path:
 
 def summary(run_dir: str | os.PathLike, seconds: float | None = None) -> str:
     """The end of a run in a few lines: the evaluation table (strict, lenient, format per model and held-out
-    set), GRPO's learning (first fifth → last fifth of its steps), the time and the report's path.
+    set, in ``eval/results.json``'s order, each with what it is (``SET_LABELS``) and its paired changes), GRPO's learning (first fifth → last fifth of its steps), the time and the report's path.
     ``seconds``: this command's wall time, shown beside the notebooks' total."""
     layout = RunLayout(run_dir)
     lines = []
     datasets = results(layout.eval / "results.json")
     for name, table in datasets.items():
-        lines.append(f"evaluation on {name} ({table['settings'].get('problems')} held-out problems):")
+        label = f"{SET_LABELS[name]}; " if name in SET_LABELS else ""
+        lines.append(f"evaluation on {name} ({label}{table['settings'].get('problems')} held-out problems):")
         lines.append(f"  {'model':<6} {'strict':>18} {'lenient':>18} {'format':>18}")
         for s in table["scores"]:
             total = s["problems"] * s["samples_per_problem"]

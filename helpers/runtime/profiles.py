@@ -36,7 +36,7 @@ PROFILE_TABLE: dict[str, Settings] = {
         sft_steps=60, sft_batch_size=4, sft_gradient_accumulation_steps=2, compliance_prompts=32, **_SFT_GPU,
         grpo_steps=250, grpo_learning_rate=5e-6, num_generations=8, max_completion_length=512, grpo_batch_size=8,
         grpo_temperature=1.0, grpo_data="gsm8k", group_filter="off", **_SAVE,
-        eval_problems=200, eval_max_new_tokens=512, eval_gsm8k_problems=None),
+        eval_problems=200, eval_max_new_tokens=512, eval_gsm8k_problems=None, eval_svamp_problems=None),
     # gpu: 300 GRPO steps of 2 prompts x 16 completions x 512 tokens at lr 2e-5 after a 30-step SFT warm-up
     # (format, not answers: GRPO is left the accuracy to learn); measured with the embedded model on an H200
     # through Unsloth + vLLM (README "Results on a GPU").
@@ -46,11 +46,12 @@ PROFILE_TABLE: dict[str, Settings] = {
         sft_steps=30, sft_batch_size=8, sft_gradient_accumulation_steps=1, compliance_prompts=64, **_SFT_GPU,
         grpo_steps=300, grpo_learning_rate=2e-5, num_generations=16, max_completion_length=512, grpo_batch_size=32,
         grpo_temperature=1.0, grpo_data="gsm8k", group_filter="off", **_SAVE,
-        eval_problems=500, eval_max_new_tokens=512, eval_gsm8k_problems=None),
+        eval_problems=500, eval_max_new_tokens=512, eval_gsm8k_problems=None, eval_svamp_problems=None),
     # cpu (benchmarks/learning_cpu/README.md): a 24-step SFT warm-up at 5e-4 learns the format and part of the arithmetic;
     # 14 GRPO steps of 2 prompts x 4 completions x 80 tokens at T 0.7, lr 1e-4 (~20 s each on 2 cores), groups
     # without reward spread dropped from the loss (+0/+14/+3 points over the warm-up against -11/+6/-2 when
-    # resampled). GSM8K is skipped in the evaluation: the 135M model solves about 1 problem in 64.
+    # resampled). GSM8K is skipped in the evaluation: the 135M model solves about 1 problem in 64; SVAMP gets one
+    # batch of 32 (145 s for base + SFT + GRPO on one thread; the warm-up solves 7.5% of it: benchmarks/svamp.md).
     "cpu": Settings(
         profile="cpu", model_name=None, max_seq_length=512, lora_rank=64, gpu_memory_utilization=0.0,
         sft_steps=24, sft_learning_rate=5e-4, sft_batch_size=4, sft_gradient_accumulation_steps=1,
@@ -58,9 +59,9 @@ PROFILE_TABLE: dict[str, Settings] = {
         grpo_steps=14, grpo_learning_rate=1e-4, num_generations=4, max_completion_length=80, grpo_batch_size=8,
         grpo_temperature=0.7, grpo_warmup_ratio=0.1, save_steps=8, save_total_limit=2, grpo_data="synthetic",
         train_levels=(1, 2, 3), group_filter="drop",
-        eval_problems=64, eval_max_new_tokens=96, eval_gsm8k_problems=0),
-    # ci: seconds per notebook; 3 GRPO steps (~20 s each on a busy 2-core machine); a GSM8K slice of 4 exercises
-    # that path.
+        eval_problems=64, eval_max_new_tokens=96, eval_gsm8k_problems=0, eval_svamp_problems=32),
+    # ci: seconds per notebook; 3 GRPO steps (~20 s each on a busy 2-core machine); slices of 4 GSM8K and SVAMP
+    # problems exercise those paths.
     "ci": Settings(
         profile="ci", model_name=None, max_seq_length=256, lora_rank=64, gpu_memory_utilization=0.0,
         sft_steps=4, sft_learning_rate=1e-3, sft_batch_size=4, sft_gradient_accumulation_steps=1,
@@ -68,7 +69,7 @@ PROFILE_TABLE: dict[str, Settings] = {
         grpo_steps=3, grpo_learning_rate=1e-4, num_generations=4, max_completion_length=24, grpo_batch_size=4,
         grpo_temperature=1.0, grpo_warmup_ratio=0.0, save_steps=2, save_total_limit=2, grpo_data="synthetic",
         train_levels=(1, 2, 3), group_filter="off",
-        eval_problems=8, eval_max_new_tokens=32, eval_gsm8k_problems=4),
+        eval_problems=8, eval_max_new_tokens=32, eval_gsm8k_problems=4, eval_svamp_problems=4),
 }
 
 

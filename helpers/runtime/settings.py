@@ -74,6 +74,8 @@ class Settings:
     eval_max_new_tokens: int = _f("eval", "greedy tokens per held-out completion")
     eval_gsm8k_problems: int | None = _f("eval", "GSM8K test problems; None: eval_problems, 0: skip (a 135M "
                                                  "model solves almost none)")
+    eval_svamp_problems: int | None = _f("eval", "SVAMP problems (human-written, public); None: eval_problems, "
+                                                 "0: skip")
 
     def __post_init__(self):
         for f in fields(self):
@@ -117,9 +119,10 @@ class Settings:
         if not levels or not set(levels) <= set(LEVELS):
             raise ValueError(f"train_levels={self.train_levels!r}; fix: some of {LEVELS}, e.g. (1, 2).")
         object.__setattr__(self, "train_levels", levels)
-        if self.eval_gsm8k_problems is not None and (not isinstance(self.eval_gsm8k_problems, int)
-                                                     or self.eval_gsm8k_problems < 0):
-            raise ValueError(f"eval_gsm8k_problems={self.eval_gsm8k_problems!r}; fix: None, 0 or a number of problems.")
+        for name in ("eval_gsm8k_problems", "eval_svamp_problems"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"{name}={value!r}; fix: None, 0 or a number of problems.")
 
     @property
     def grpo_prompts_drawn(self) -> int:
