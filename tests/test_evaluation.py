@@ -194,14 +194,15 @@ def _svamp_file(folder, n=40):
 
 
 def test_held_out_sets_with_svamp_per_profile(tmp_path):
-    from helpers.evaluate.held_out import SVAMP_SLICE
+    from helpers.runtime.profiles import PROFILE_TABLE
 
+    svamp_slice = {name: row.eval_svamp_problems for name, row in PROFILE_TABLE.items()}
     file = _svamp_file(tmp_path / "svamp")
     ci = held_out_sets(8, gsm8k=False, svamp_path=file, profile="ci")
-    assert list(ci) == ["synthetic", "paraphrased", "svamp"] and len(ci["svamp"]) == SVAMP_SLICE["ci"] == 4
+    assert list(ci) == ["synthetic", "paraphrased", "svamp"] and len(ci["svamp"]) == svamp_slice["ci"] == 4
     assert ci["svamp"][0]["source"] == "svamp" and ci["svamp"][0]["answer"] == str(2 * int(ci["svamp"][0]["id"][5:]) + 2)
     assert len(held_out_sets(64, gsm8k=False, paraphrased=0, svamp_path=file, profile="cpu")["svamp"]) == min(
-        40, SVAMP_SLICE["cpu"])
+        40, svamp_slice["cpu"])
     assert len(held_out_sets(30, gsm8k=False, paraphrased=0, svamp_path=file, profile="gpu")["svamp"]) == 30  # n
     assert len(held_out_sets(8, gsm8k=False, paraphrased=0, svamp_path=file, svamp_n=7, profile="ci")["svamp"]) == 7
     without = held_out_sets(8, gsm8k=False, svamp_n=0, profile="ci")
@@ -213,7 +214,6 @@ def test_held_out_sets_with_svamp_per_profile(tmp_path):
 def test_held_out_sets_skip_svamp_when_it_cannot_be_had(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("GRPO_NOTEBOOKS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("GRPO_SVAMP_DIR", raising=False)
-    monkeypatch.setattr("helpers.data.svamp.project_root", lambda start=None: None)
     monkeypatch.setattr("helpers.data.svamp.SVAMP_URL", "http://127.0.0.1:9/SVAMP.json")  # nothing listens there
     sets = held_out_sets(4, gsm8k=False, profile="ci")
     assert list(sets) == ["synthetic", "paraphrased"]

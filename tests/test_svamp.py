@@ -1,6 +1,6 @@
 """helpers.data.svamp: SVAMP's records read into the suite's columns (on hand-made records in upstream's format), the
 local copy or the pinned download (a local HTTP server stands in for GitHub), and, where the real SVAMP.json is
-here (``$GRPO_SVAMP_DIR``, the project's ``../shared/data/svamp`` or the user cache), its rows and the check that
+here (``$GRPO_SVAMP_DIR`` or the user cache), its rows and the check that
 no training row is one of its problems."""
 
 from __future__ import annotations
@@ -57,10 +57,9 @@ def _write(folder: Path, records=RECORDS) -> Path:
 
 @pytest.fixture()
 def no_svamp(monkeypatch, tmp_path):
-    """No local copy anywhere: an empty cache, no $GRPO_SVAMP_DIR, no project ../shared folder."""
+    """No local copy anywhere: an empty cache, no $GRPO_SVAMP_DIR."""
     monkeypatch.setenv("GRPO_NOTEBOOKS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv(SVAMP_DIR_ENV, raising=False)
-    monkeypatch.setattr("helpers.data.svamp.project_root", lambda start=None: None)
 
 
 def test_records_become_rows_with_the_exact_answer():
@@ -115,11 +114,6 @@ def test_where_the_local_copy_is_found(monkeypatch, tmp_path, no_svamp):
     assert default_svamp_file() == mine and len(load_svamp()) == 1  # the variable first: a folder ...
     monkeypatch.setenv(SVAMP_DIR_ENV, str(mine))
     assert default_svamp_file() == mine  # ... or the file itself
-    project = tmp_path / "work" / "checkout"
-    shared = _write(tmp_path / "work" / "shared" / "data" / "svamp", RECORDS[:2])
-    monkeypatch.delenv(SVAMP_DIR_ENV)
-    monkeypatch.setattr("helpers.data.svamp.project_root", lambda start=None: project)
-    assert default_svamp_file() == shared  # the project's shared folder before the cache
 
 
 class _Server:
@@ -179,7 +173,7 @@ def test_download_checks_the_pinned_digest(tmp_path, monkeypatch, no_svamp):
 def upstream() -> Path:
     file = default_svamp_file()
     if file is None or hashlib.sha256(file.read_bytes()).hexdigest() != SVAMP_SHA256:
-        pytest.skip(f"upstream SVAMP.json not here (set {SVAMP_DIR_ENV}, or the project's shared/data/svamp)")
+        pytest.skip(f"upstream SVAMP.json not here (set {SVAMP_DIR_ENV}, or let load_svamp download it once)")
     return file
 
 
@@ -226,12 +220,9 @@ def test_no_synthetic_training_row_is_a_svamp_problem(upstream):
     _assert_none_is_svamp(training, upstream)
 
 
-def test_no_gsm8k_training_row_is_a_svamp_problem(upstream):
-    from helpers.data.gsm8k import default_gsm8k_dir, load_gsm8k
+def test_no_gsm8k_training_row_is_a_svamp_problem(upstream, gsm8k_dir):
+    from helpers.data.gsm8k import load_gsm8k
 
-    folder = default_gsm8k_dir()
-    if folder is None or not (folder / "train.jsonl").exists():
-        pytest.skip("GSM8K train not here ($GRPO_GSM8K_DIR, or the project's shared/data/gsm8k)")
-    training = list(load_gsm8k("train", folder)["question"])
+    training = list(load_gsm8k("train", gsm8k_dir)["question"])
     assert len(training) > 7000
     _assert_none_is_svamp(training, upstream)

@@ -51,7 +51,7 @@ PROFILE_TABLE: dict[str, Settings] = {
     # 14 GRPO steps of 2 prompts x 4 completions x 80 tokens at T 0.7, lr 1e-4 (~20 s each on 2 cores), groups
     # without reward spread dropped from the loss (+0/+14/+3 points over the warm-up against -11/+6/-2 when
     # resampled). GSM8K is skipped in the evaluation: the 135M model solves about 1 problem in 64; SVAMP gets one
-    # batch of 32 (145 s for base + SFT + GRPO on one thread; the warm-up solves 7.5% of it: benchmarks/svamp.md).
+    # batch of 32 (145 s for base + SFT + GRPO on one thread; the warm-up solves 7.5% of it: benchmarks/svamp_cpu/README.md).
     "cpu": Settings(
         profile="cpu", model_name=None, max_seq_length=512, lora_rank=64, gpu_memory_utilization=0.0,
         sft_steps=24, sft_learning_rate=5e-4, sft_batch_size=4, sft_gradient_accumulation_steps=1,

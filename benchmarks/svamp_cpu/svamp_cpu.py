@@ -1,6 +1,6 @@
 """How much of SVAMP the embedded SmolLM2-135M-Instruct solves on a CPU: base model and a run's adapters.
 
-    python benchmarks/svamp_cpu.py RUN_DIR 160 OUT.json    # RUN_DIR from `grpo-notebooks run --profile cpu`
+    python benchmarks/svamp_cpu/svamp_cpu.py RUN_DIR 160 OUT.json    # RUN_DIR from `grpo-notebooks run --profile cpu`
 
 Evaluates the base model and RUN_DIR's SFT and GRPO adapters (whichever exist) on the first N problems of SVAMP
 (``helpers.data.svamp.load_svamp``: a local SVAMP.json or the pinned download; its fixed order makes them a sample of
@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def main(run_dir: str, n: int, out: str) -> None:
