@@ -75,3 +75,20 @@ def test_summary_shows_every_held_out_set_with_its_change(tmp_path):
     assert "  grpo vs sft: +33.3 points (1 problem gained, 0 lost of 3; standard error 33.3)" in svamp
     order = [text.index(f"evaluation on {n} ") for n in ("synthetic", "paraphrased", "svamp")]
     assert order == sorted(order)
+
+
+def test_a_short_grpo_run_says_it_is_a_tour_and_where_the_gains_are(tmp_path):
+    """The first command's 14 GRPO steps (the cpu default) must not read as a measurement of GRPO: the summary says
+    so in plain words and points at the GPU runs; a long run's summary does not."""
+    from helpers.run.report import TOUR_STEPS, summary
+
+    def run_with(steps: int):
+        folder = tmp_path / f"run-{steps}"
+        (folder / "grpo").mkdir(parents=True)
+        rows = [{"step": i, "reward": 1.0 + i / steps, "rewards/accuracy/mean": 0.5, "loss": 0.0} for i in range(1, steps + 1)]
+        (folder / "grpo" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return summary(folder)
+
+    short, long = run_with(14), run_with(TOUR_STEPS)
+    assert "14 GRPO steps are a tour of the loop, not a measurement" in short and "+9.8 to +15.0 points" in short
+    assert "tour of the loop" not in long
