@@ -7,7 +7,7 @@ import logging
 import os
 
 from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
-from helpers.data.gsm8k import default_gsm8k_dir, load_gsm8k
+from helpers.data.gsm8k import check_gsm8k_path, default_gsm8k_dir, load_gsm8k
 from helpers.data.rows import DataUnavailableError
 from helpers.data.synthetic import synthetic_dataset
 from helpers.runtime.hardware import hub_reachable
@@ -39,8 +39,11 @@ def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str |
     half of ``n``; 0: none: the same arithmetic in wording training never saw, ``helpers.data.problems`` style
     ``"paraphrased"``) and ``"gsm8k"`` (its test split, the first
     ``gsm8k_n`` problems, default ``n``, at most ``GSM8K_SLICE`` on the CPU profiles; 0: none) when a local copy (``gsm8k_path``, ``$GRPO_GSM8K_DIR``, the
-    project's ``../shared/data/gsm8k``) or the hub is there. ``n`` defaults to the profile's
+    project's ``../shared/data/gsm8k``) or the hub is there; a ``gsm8k_path`` you name that cannot be used is
+    refused in one line (:func:`check_gsm8k_path`), not skipped. ``n`` defaults to the profile's
     ``eval_problems``."""
+    if gsm8k and gsm8k_path is not None:
+        check_gsm8k_path(gsm8k_path, "test")
     sizes = settings(profile)
     n = n or sizes.eval_problems
     gsm8k_n = min(n, GSM8K_SLICE.get(sizes.profile, n)) if gsm8k_n is None else gsm8k_n
