@@ -4,9 +4,11 @@
 *exactly* its value, or as unreadable (``None``) when the characters around it make it part of something else:
 ``18!`` (a factorial or an exclamation), ``3x``, ``1e5e5``, ``1_000``, ``2\\pi``, ``\\sqrt{16}``, ``x/2``,
 ``(5)^2``. Never as its leading digits. Read on purpose: a sign before a currency symbol (``-$5`` is -5),
-powers (``10²``, ``10^{2}``, ``2**3``; ``1.5 × 10^3``), vulgar and mixed fractions (``1½``, ``1\\frac{1}{2}``),
-scale words and ``k`` (``2 million``, ``1.5k``, ``2 dozen``). An ambiguous suffix is refused: ``5m`` (metres or
-millions?), ``2^10`` (plain 1024 or LaTeX 2^1 then 0?).
+powers (``10²``, ``10^{2}``, ``2**3``; ``1.5 × 10^3``), vulgar and mixed fractions (``1½``, ``1\\frac{1}{2}``).
+Ambiguous suffixes are refused: ``5m`` (metres or millions?), ``2^10`` (plain 1024, or LaTeX's 2^1 then 0?),
+and scale words, ``2 million``, ``1.5k``, ``7 dozen``: GSM8K names the unit a question asks for this way
+(every GSM8K solution, train and test, that ends in "8 dozen", "$4 million" or "$2k" has the gold answer 8, 4
+or 2: "how many dozen?"), so without the question 7 dozen may be 7 or 84.
 
 Every pattern runs in time linear in its input (no two adjacent sub-patterns can match the same characters),
 and equal decimals are compared by their digits, not by building ``10**3999`` once per copy.
@@ -98,16 +100,14 @@ _TAIL = re.compile(
     )?""",
     re.VERBOSE,
 )
-# Scale words (and a glued k): (powers of ten, other factor), so 2 million stays a decimal (2, 6 tens).
-_SCALE = {"hundred": (2, 1), "thousand": (3, 1), "million": (6, 1), "billion": (9, 1), "trillion": (12, 1),
-          "dozen": (0, 12)}
-_NO_SCALE = (0, 1)
-# Glued units that never change the number (5kg is 5). Not here, so refused: m/M (metres or millions?),
-# b/B/bn, x (3x), e (1e), and any other glued letters (18apples).
+# Glued one- or two-letter units that never change the number (5kg is 5; longer glued words, 130miles, are
+# read too). Not here, so refused: m/M (metres or millions?), b/B/bn, k, x (3x), e (1e), pi.
 _UNITS = frozenset(
-    "st nd rd th s sec secs h hr hrs min mins ms am pm AM PM wk wks yr yrs mm cm km ft in yd yds mi g kg mg "
-    "lb lbs oz l L ml mL gal qt mph kph kmh pcs pc pts px cal kcal kW kWh W GB MB KB kB TB deg USD EUR".split())
-_REFUSED_WORDS = frozenset("k K M B bn mn mln mil lakh lakhs crore crores squared cubed factorial".split())
+    "st nd rd th s h hr ms am pm AM PM wk yr mm cm km ft in yd mi g kg mg lb oz l L ml mL qt pc pt px kW W "
+    "GB MB KB kB TB Gb Mb Kb kb".split())
+# Words after a number that change it or name the unit it counts in (see the module docstring): refused.
+_REFUSED_WORDS = frozenset("hundred thousand million billion trillion dozen hundreds thousands millions billions "
+                           "trillions dozens k K M B bn mn mln mil lakh lakhs crore crores squared cubed factorial".split())
 
 
 def unbox(text: str) -> str:
@@ -144,42 +144,41 @@ def clean(text: str) -> str:
     return _LATEX_COMMAND.sub(lambda m: _LATEX_OPERATOR.get(m[1], OPAQUE), text)
 
 
-def _exponent(m: re.Match, n: str) -> int | None:
-    for key in ("b", "c", "d"):
-        if m[n + key] is not None:
-            return int(m[n + key]) if len(m[n + key]) <= 6 else None
-    if m[n + "s"] is None:
+def _exponent(braced, digit, starred, sup) -> int | None:
+    """The integer of one ``_power`` match's groups; 0 when there is none, ``None`` when it is too long."""
+    written = braced or digit or starred
+    if written is not None:
+        return int(written) if len(written) <= 6 else None
+    if sup is None:
         return 0
-    sup = m[n + "s"]
-    value = int("".join(str(_SUPERSCRIPT[c]) for c in sup.lstrip("\u207a\u207b"))) if len(sup) <= 7 else None
-    return None if value is None else -value if sup[0] == "\u207b" else value
+    if len(sup) > 7:
+        return None
+    value = int("".join(str(_SUPERSCRIPT[c]) for c in sup.lstrip("\u207a\u207b")))
+    return -value if sup[0] == "\u207b" else value
 
 
-def _scale(text: str, end: int) -> tuple[int, int] | None:
-    """What the text from ``end`` (right after a number) does to it: ``(tens, factor)`` to multiply by
-    (``(0, 1)``: nothing; ``(3, 1)``: ``k``), or ``None`` when it makes the number unreadable."""
+def _suffix_ok(text: str, end: int) -> bool:
+    """Whether the text from ``end`` (right after a number) leaves the number as it is: a unit (``5kg``), a
+    word, a rate (``5/hour``) yes; ``!``, ``_``, ``^``, a glued unknown word (``3x``), a scale word, ``/x`` no."""
     after = text[end:end + 1]
     if not after or after in _PLAIN_AFTER:
-        return _NO_SCALE
+        return True
     if after in _SPACE:
         following = text[end + 1:end + 2]
         if not (following.isascii() and following.isalpha()) and following not in _SPACE and following != "/":
-            return _NO_SCALE  # the usual "12 apples and 7", quickly
+            return True  # the usual "12 apples and 7", quickly
     if unicodedata.category(after)[0] == "N":  # 10₂, 3①: a digit we do not read
-        return None
+        return False
     t = _TAIL.match(text, end)
     if t["bad"] is not None or t["digit"] is not None:
-        return None
-    word = t["glued"] or t["word"]
-    if word is None:
-        per = t["per"]
-        return None if per is not None and len(per) < 2 and per not in _UNITS else _NO_SCALE
-    scale = _SCALE.get(word.lower().removesuffix("s"))
-    if scale is not None:
-        return scale
-    if t["glued"] is not None:
-        return (3, 1) if word in ("k", "K") else _NO_SCALE if word in _UNITS else None
-    return None if word in _REFUSED_WORDS else _NO_SCALE
+        return False
+    if t["glued"] is not None:  # a short one may be a variable or a scale (3x, 5m, 2k): known units only
+        glued = t["glued"]
+        return glued in _UNITS if len(glued) <= 2 else glued.lower() not in _REFUSED_WORDS
+    if t["word"] is not None:
+        return t["word"] not in _REFUSED_WORDS and t["word"].lower() not in _REFUSED_WORDS
+    per = t["per"]
+    return per is None or len(per) >= 2 or per in _UNITS
 
 
 _PLAIN_AFTER = frozenset(".,;:?<>([%$°\\\"'")  # what may follow a number without changing it
@@ -187,7 +186,7 @@ _SPACE = frozenset(" \t\n\r")
 _BAD_BEFORE = frozenset("/^_{" + OPAQUE + PLUS + END)
 _LOOK_BEFORE = _BAD_BEFORE | _SPACE
 _GROUPS = ("radix", "opaque", "sign", "int", "frac", "onlyfrac", "exp")
-_EXTRAS = ("mnum", "vulgar", "onlyvulgar", "den", "pb", "pc", "pd", "ps", "sb", "sc", "sd", "ss")
+_EXTRAS = ("mnum", "mden", "vulgar", "onlyvulgar", "den", "pb", "pc", "pd", "ps", "sb", "sc", "sd", "ss")
 
 
 def read(m: re.Match, text: str):
@@ -202,11 +201,10 @@ def read(m: re.Match, text: str):
         before = text[max(0, start - 16):start].rstrip(" \t")
         if before and before[-1] in _BAD_BEFORE:
             return None
-    scale = _scale(text, m.end())
-    if scale is None or (exp is not None and len(exp) > 6):
+    if not _suffix_ok(text, m.end()) or (exp is not None and len(exp) > 6):
         return None
     frac = frac or onlyfrac or ""
-    tens = (int(exp) if exp is not None else 0) + scale[0]
+    tens = int(exp) if exp is not None else 0
     digits = (whole or "0").replace(",", "") + frac
     if len(digits) + abs(tens) > MAX_DIGITS:
         return None
@@ -216,28 +214,28 @@ def read(m: re.Match, text: str):
     stripped = digits.rstrip("0")
     shift = tens - len(frac) + len(digits) - len(stripped) if stripped else 0
     extras = m.group(*_EXTRAS)
-    if scale[1] == 1 and extras.count(None) == len(extras):
+    if extras.count(None) == len(extras):
         return (-1 if sign == "-" and stripped else 1, stripped, shift)
-    return _fraction(m, sign == "-", stripped, shift, scale[1])
+    return _fraction(extras, frac, exp, sign == "-", stripped, shift)
 
 
-def _fraction(m: re.Match, negative: bool, digits: str, shift: int, factor: int) -> Fraction | None:
-    """The exact value of a number with a fraction, a power, a ``× 10^k`` or a non-decimal scale (one
-    ``Fraction`` built at the end from integers: building it step by step was 4x slower)."""
-    mnum, mden, vulgar, den = m.group("mnum", "mden", "vulgar", "den")
-    vulgar = vulgar or m["onlyvulgar"]
-    if (mnum or vulgar) and (m["frac"] or m["exp"]):
-        return None  # 1.5½
+def _fraction(extras: tuple, frac: str, exp: str | None, negative: bool, digits: str, shift: int) -> Fraction | None:
+    """The exact value of a number with a fraction, a power or a ``× 10^k`` (``extras``: the ``_EXTRAS``
+    groups; ``frac``, ``exp``: its decimals and exponent), one ``Fraction`` built at the end from integers."""
+    mnum, mden, vulgar, onlyvulgar, den, pb, pc, pd, ps, sb, sc, sd, ss = extras
+    vulgar = vulgar or onlyvulgar
     num, denom = int(digits or "0") * 10 ** max(shift, 0), 10 ** max(-shift, 0)
-    for top, bottom in ([(VULGAR[vulgar].numerator, VULGAR[vulgar].denominator)] if vulgar else []) + (
-            [(int(mnum), int(mden))] if mnum is not None else []):
+    if vulgar or mnum is not None:
+        if frac or exp:
+            return None  # 1.5½
+        top, bottom = (VULGAR[vulgar].numerator, VULGAR[vulgar].denominator) if vulgar else (int(mnum), int(mden))
         if bottom == 0:
             return None
         num, denom = num * bottom + top * denom, denom * bottom
-    power, ten = _exponent(m, "p"), _exponent(m, "s")
-    if power is None or ten is None or (power and (den or m["exp"])) or abs(ten) > MAX_DIGITS:
-        return None  # 2^3/4 (which binds first?), 1e2^2, exponents past the digit limit
-    if power:
+    if pb or pc or pd or ps:
+        power = _exponent(pb, pc, pd, ps)
+        if power is None or den or exp:
+            return None  # 2^3/4 (which binds first?), 1e2^2, an exponent of over 6 digits
         if max(num.bit_length(), denom.bit_length()) * 0.30103 * abs(power) > MAX_DIGITS or (num == 0 and power < 0):
             return None
         num, denom = (num**power, denom**power) if power > 0 else (denom**-power, num**-power)
@@ -245,10 +243,13 @@ def _fraction(m: re.Match, negative: bool, digits: str, shift: int, factor: int)
         if len(den) > MAX_DIGITS or int(den) == 0:
             return None
         denom *= int(den)
-    num *= factor * 10 ** max(ten, 0)
-    denom *= 10 ** max(-ten, 0)
-    if max(num.bit_length(), denom.bit_length()) * 0.30103 > 2 * MAX_DIGITS:
-        return None
+    if sb or sc or sd or ss:
+        ten = _exponent(sb, sc, sd, ss)
+        if ten is None or abs(ten) > MAX_DIGITS:
+            return None
+        num, denom = num * 10 ** max(ten, 0), denom * 10 ** max(-ten, 0)
+        if max(num.bit_length(), denom.bit_length()) * 0.30103 > 2 * MAX_DIGITS:
+            return None
     value = Fraction(num, denom)
     return -value if negative else value
 
