@@ -6,9 +6,10 @@
 ``(5)^2``. Never as its leading digits. Read on purpose: a sign before a currency symbol (``-$5`` is -5),
 powers (``10²``, ``10^{2}``, ``2**3``; ``1.5 × 10^3``), vulgar and mixed fractions (``1½``, ``1\\frac{1}{2}``).
 Ambiguous suffixes are refused: ``5m`` (metres or millions?), ``2^10`` (plain 1024, or LaTeX's 2^1 then 0?),
-and scale words, ``2 million``, ``1.5k``, ``7 dozen``: GSM8K names the unit a question asks for this way
-(every GSM8K solution, train and test, that ends in "8 dozen", "$4 million" or "$2k" has the gold answer 8, 4
-or 2: "how many dozen?"), so without the question 7 dozen may be 7 or 84.
+and scale words, ``2 million``, ``1.5k``, ``7 dozen``: GSM8K names the unit a question asks for this way (in
+its train and test files, all 15 solutions whose last number carries a scale word, "8 dozen", "$4 million",
+"$2k", have that bare number as the gold answer: "how many dozen?"), so without the question 7 dozen may be
+7 or 84.
 
 Every pattern runs in time linear in its input (no two adjacent sub-patterns can match the same characters),
 and equal decimals are compared by their digits, not by building ``10**3999`` once per copy.
