@@ -96,6 +96,7 @@ def test_combined_reward_reads_the_completion_and_the_gold_once(monkeypatch):
     """5377e78 ran each of its four parts on the text: four tag parses and four number parses (the answer
     block and the gold, twice each). Now one tag parse and two number parses."""
     import helpers.data.answers as answers
+    import helpers.rewards.completions as completions
     import helpers.rewards.functions as functions
     from helpers.data.chat_template import ReasoningFormat
     from helpers.rewards.functions import combined_reward
@@ -112,8 +113,8 @@ def test_combined_reward_reads_the_completion_and_the_gold_once(monkeypatch):
         return parse_number_(text)
 
     monkeypatch.setattr(ReasoningFormat, "parse", counting_parse)
-    for module in (answers, functions):  # where the rewards and answers_match look the name up
-        monkeypatch.setattr(module, "parse_number", counting_parse_number)
+    for module in (answers, functions, completions):  # wherever the rewards (and answers_match) look it up
+        monkeypatch.setattr(module, "parse_number", counting_parse_number, raising=False)
     completion = "<reasoning>3 + 4 = 7</reasoning>\n<answer>7</answer>"
     assert combined_reward([completion, completion], answer=["7", "8"]) == [3.5, 1.0 + 0.5 * (1 - 1 / 8 / 0.5)]
     assert counts == {"tags": 2, "numbers": 4}  # per completion: 1 tag parse, the answer block and the gold

@@ -38,15 +38,9 @@ import math
 import warnings
 from collections.abc import Mapping
 
-from helpers.data.answers import last_number, parse_number, same_text_answer
-from helpers.data.chat_template import (
-    DEFAULT_FORMAT,
-    PREFILL,
-    ParsedCompletion,
-    ReasoningFormat,
-    restore_prefill,
-)
-from helpers.rewards.completions import _finite, completion_text
+from helpers.data.answers import last_number, same_text_answer
+from helpers.data.chat_template import DEFAULT_FORMAT, PREFILL, ReasoningFormat, restore_prefill
+from helpers.rewards.completions import Graded, _finite, completion_text
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "strict_format_reward": 0.5,
@@ -54,42 +48,6 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "correctness_reward": 2.0,
     "closeness_reward": 0.5,
 }
-
-
-_UNREAD = object()
-
-
-class Graded:
-    """One completion's text and its gold answer, each read at most once, when first asked for: the tags
-    (``parsed``), the answer block's number (``predicted``) and the gold number (``gold``). The rewards grade
-    this, so ``combined_reward`` reads a completion once for its four parts, not four times."""
-
-    __slots__ = ("fmt", "text", "answer", "_parsed", "_predicted", "_gold")
-
-    def __init__(self, fmt: ReasoningFormat, text: str, answer):
-        self.fmt, self.text, self.answer = fmt, text, answer
-        self._parsed = self._predicted = self._gold = _UNREAD
-
-    @property
-    def parsed(self) -> ParsedCompletion:
-        if self._parsed is _UNREAD:
-            self._parsed = self.fmt.parse(self.text)
-        return self._parsed
-
-    @property
-    def predicted(self):
-        """The number in the (last complete) answer block, or ``None``."""
-        if self._predicted is _UNREAD:
-            answer = self.parsed.answer
-            self._predicted = None if answer is None else parse_number(answer)
-        return self._predicted
-
-    @property
-    def gold(self):
-        """The gold answer's number, or ``None`` (no answer, or a non-numeric one)."""
-        if self._gold is _UNREAD:
-            self._gold = parse_number(self.answer)
-        return self._gold
 
 
 class _Reward:
