@@ -1,7 +1,7 @@
-"""HF math-verify against helpers.data.problems.answers: what each reads, and how fast (issue 16's "consider math-verify").
+"""HF math-verify against helpers.data.answers: what each reads, and how fast (issue 16's "consider math-verify").
 
-    pip install --target /tmp/mv math-verify     # not a dependency of the suite
-    PYTHONPATH=.:/tmp/mv python benchmarks/math_verify_probe.py
+    pip install -e ".[dev]"      # math-verify 0.9.0 is in the dev extra (the tests' oracle), not a dependency
+    PYTHONPATH=. python benchmarks/math_verify_probe.py
 
 Results and the decision: benchmarks/reward_speed.md.
 """
@@ -34,7 +34,7 @@ def _ms(fn, arg) -> float:
 
 
 def main() -> None:
-    print(f"{'input':35} {'math-verify parse':42} {'ms':>7}  helpers.data.problems.answers")
+    print(f"{'input':35} {'math-verify parse':42} {'ms':>7}  helpers.data.answers")
     for case in CASES:
         start = time.perf_counter()
         parsed = parse(case)
@@ -42,7 +42,7 @@ def main() -> None:
         print(f"{case!r:35} {parsed!r:42.42} {ms:7.1f}  {normalize_answer(case)!r:.40}")
     print("verify(18, 18.00):", verify(parse("18"), parse("18.00")), " verify(0.75, 3/4):", verify(parse("0.75"), parse("3/4")))
     for name, text in HOSTILE.items():
-        print(f"{name:15} 4 KB: math-verify {_ms(parse, text):8.1f} ms   helpers.data.problems.answers {_ms(normalize_answer, text):8.3f} ms")
+        print(f"{name:15} 4 KB: math-verify {_ms(parse, text):8.1f} ms   helpers.data.answers {_ms(normalize_answer, text):8.3f} ms")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,19 @@ BUILDERS = {
     "many tag pairs": lambda n: _fill("<reasoning>1</reasoning><answer>1</answer>", n),
     "answer with frac": lambda n: _fill(" ", n, "<reasoning>r</reasoning><answer>\\frac{", "</answer>"),
     "answer with digits": lambda n: _fill("7", n, "<reasoning>r</reasoning><answer>", "</answer>"),
+    # issue 27: forms the number reader now reads or refuses, repeated, and the probe's slowest input
+    "many big exponents": lambda n: _fill("1e3999 ", n),
+    "big exponents over 7": lambda n: _fill("1e3999/7 ", n),
+    "many powers": lambda n: _fill("10\u00b2 2^{3} 3**4 ", n),
+    "many mixed numbers": lambda n: _fill("1\u00bd 2\\frac{1}{3} ", n),
+    "many refused suffixes": lambda n: _fill("18! 3x 1_000 1e5e5 5m 2 million ", n),
+    "many signs and currencies": lambda n: _fill("-$5 \u2212\u20ac5 ", n),
+    "many sqrt and pi": lambda n: _fill("\\sqrt{16} 2\\pi ", n),
+    "times ten + spaces": lambda n: _fill(" ", n, "1.5 \\times", "10^3"),
+    "digit + spaces + frac": lambda n: _fill(" ", n, "1", "\\frac{1}{2}"),
+    "power + spaces": lambda n: _fill(" ", n, "10^"),
+    "glued letters": lambda n: _fill("a", n, "1"),
+    "brackets then power": lambda n: _fill(")", n, "(5", "^2"),
 }
 
 

@@ -183,8 +183,8 @@ def test_load_problems_falls_back_to_synthetic(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "default_gsm8k_dir", lambda: None)
     ds, source = data.load_problems("test", n=20)
     assert ds.num_rows == 20 and "synthetic" in source and "test part" in source
-    ds, source = data.load_problems("train", path=tmp_path, n=20)  # a folder without GSM8K files
-    assert "synthetic" in source and "train part" in source
+    with pytest.raises(DataUnavailableError, match="has no train.jsonl"):  # a folder you name is never swapped
+        data.load_problems("train", path=tmp_path, n=20)
 
 
 def test_default_gsm8k_dir_env(monkeypatch, tmp_path):

@@ -4,12 +4,14 @@ import math
 import pickle
 import time
 import warnings
+from fractions import Fraction
 
 import pytest
+from answer_oracle import DECORATED, SPELLED
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers.data.answers import parse_number
+from helpers.data.answers import format_number, parse_number
 from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
 from helpers.rewards.functions import (
     DEFAULT_WEIGHTS,
@@ -303,6 +305,8 @@ NUMBER = st.one_of(
     st.tuples(st.integers(-999, 999), st.integers(0, 99)).map(lambda t: f"{t[0]}.{t[1]:02d}"),
     st.tuples(st.integers(-99, 99), st.integers(0, 12)).map(lambda t: f"{t[0]}/{t[1]}"),
     st.sampled_from(["nan", "inf", "-0", "1e308", "\u22123", "$18", "18 dollars", "7.", "\\boxed{7}", "½"]),
+    st.sampled_from(["-$5", "\u2212\u20ac5", "10\u00b2", "1\u00bd", "1\\frac{1}{2}", "10^{2}", "1.5 \\times 10^3",  # issue 27
+                     "\\sqrt{16}", "2 million", "1.5k", "1_000", "18!", "3x", "1e5e5", "2\\pi", "5m", "x/2"]),
     st.text(alphabet=DIGITS + "\u2212-+.,/$% ", max_size=8),
 )
 FRAGMENT = st.one_of(TAG, NUMBER, st.sampled_from(["\n", " ", "\n\n", "\t", "=", "dollars", ".", "é", "\x00"]),
@@ -345,6 +349,27 @@ def test_property_rewards_are_total_finite_and_consistent(completions, answers):
         for func, pre in ((strict_format_reward, StrictFormat(prefilled=True)),
                           (approx_format_reward, ApproxFormat(prefilled=True))):
             assert pre(texts) == func([DEFAULT_FORMAT.prefill_text + t for t in texts])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(SPELLED)
+def test_property_any_spelling_of_the_gold_value_is_correct(spelled):
+    """An answer block holding the gold value in any spelling the parser reads scores full correctness."""
+    text, value, _ = spelled
+    gold = format_number(Fraction(value))
+    completion = DEFAULT_FORMAT.format("r", text)
+    assert correctness_reward([completion], answer=[gold]) == [1.0], text
+    assert combined_reward([completion], answer=[gold]) == [3.5], text
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(DECORATED)
+def test_property_a_decorated_number_earns_no_answer_credit(decorated):
+    """18!, 3x, 2 million, \\sqrt{16}: the number inside is not the answer (5377e78 paid for most of them)."""
+    text, number = decorated
+    completion = DEFAULT_FORMAT.format("r", text)
+    scores = reward_functions().scores([completion], answer=[str(number)])
+    assert scores["correctness_reward"] == scores["closeness_reward"] == scores["lenient_accuracy"] == [0.0], text
 
 
 def test_property_run_covers_ten_thousand_completions():

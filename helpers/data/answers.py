@@ -5,117 +5,58 @@ answer and a model's answer can never be read by different rules. Values are exa
 (:class:`fractions.Fraction`), so ``18``, ``18.00`` and ``$18`` are equal and ``0.75`` equals ``3/4``
 with no floating-point rounding.
 
-``parse_number`` accepts: thousands separators (``1,234``), currency and units (``$18``,
-``18 dollars``, ``50%``), signs (``-3``, and ``−3`` with the unicode minus), decimals (``18.00``,
-``.5``), fractions (``3/4``, ``\frac{3}{4}``), ``\boxed{18}``, a trailing full stop, the text after
-the last ``=`` (``x = 18``), digits of any script (``١٨``), and exponents read exactly (``7e9`` is
-7000000000, ``2.5E-3`` is 1/400). It is deliberately strict about ambiguity: text with several
-*different* numbers (``18 or 20``) has no answer, so a hedging completion earns nothing. A number
-that cannot be read exactly makes the whole text unreadable, never its leading digits: ``0x7``
-(hex, octal ``0o``, binary ``0b``), more than 4,000 digits, or an exponent that would need more.
+``parse_number`` accepts: thousands separators (``1,234``), currency and units (``$18``, ``-$5``,
+``18 dollars``, ``18kg``, ``50%``), signs (``-3``, and ``−3`` with the unicode minus), decimals (``18.00``,
+``.5``), fractions (``3/4``, ``\frac{3}{4}``, ``½``, mixed: ``1½``, ``1\frac{1}{2}``), ``\boxed{18}``, a trailing
+full stop, the text after the last ``=`` (``x = 18``), digits of any script (``١٨``), exponents read exactly
+(``7e9`` is 7000000000, ``2.5E-3`` is 1/400) and powers (``10²``, ``10^{2}``, ``1.5 × 10^3``). It is
+deliberately strict about ambiguity: text with several *different* numbers (``18 or 20``) has no answer, so a
+hedging completion earns nothing. A number that cannot be read exactly makes the whole text unreadable, never
+its leading digits: ``0x7``, ``18!``, ``3x``, ``1e5e5``, ``1_000``, ``5m`` (metres or millions?), ``2\\pi``,
+``\\sqrt{16}``, more than 4,000 digits, and a scale word (``2 million``, ``1.5k``, ``7 dozen``: in GSM8K such a
+word names the unit the question asks for, so 7 dozen may be the answer 7 or 84).
 Number words (``eighteen``) are not read. Nothing here raises: what cannot be read is ``None``.
+The forms themselves (patterns, cleaning, the reading of one number) live in :mod:`helpers.data.number_text`.
 
 **Linear time.** A reward runs this on every completion a model writes, including degenerate ones
-(``\frac{`` then thousands of spaces, long digit runs, nested braces): every pattern here runs in
-time linear in its input (no two adjacent sub-patterns can match the same characters, so the
-regex engine never tries the splits of a run between them); ``tests/test_hostile.py`` pins it by
-timing two input sizes and ``benchmarks/reward_speed.py`` records the per-call time.
+(``\frac{`` then thousands of spaces, long digit runs, nested braces, hundreds of ``1e3999``): every
+pattern runs in time linear in its input, and equal decimals are compared by their digits;
+``tests/test_hostile.py`` pins it by timing two input sizes and ``benchmarks/reward_speed.py`` records the
+per-call time.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from fractions import Fraction
 
-# Unicode minus signs (U+2212 MINUS SIGN, U+FE63 SMALL HYPHEN-MINUS, U+FF0D FULLWIDTH HYPHEN-MINUS) read as "-".
-_MINUS = str.maketrans({"\u2212": "-", "\ufe63": "-", "\uff0d": "-", "\u2044": "/"})
+from helpers.data.number_text import NUMBER, clean, exact, read
 
-# A number: an optional sign (only where it cannot be a subtraction: not after a word character,
-# a closing bracket or a dot), digits with optional ``,ddd`` groups, optional decimals, an optional
-# exponent (``e9``, ``E-3``), an optional ``/denominator``; never glued to other digits (``1,2345`` and
-# ``3,4`` are no number). ``\d`` matches the decimal digits of every script, and ``int()`` reads them
-# all. ``0x``/``0o``/``0b`` forms are matched only so that they are read as unreadable, not as ``0``.
-_NUMBER = re.compile(
-    r"""
-    (?:(?<![\w.)\]}])(?P<sign>[-+]))?
-    (?<![\w.,])
-    (?:
-        (?P<radix>0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+))
-      | (?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?
-      | \.(?P<onlyfrac>\d+)
-    )
-    (?:[eE](?P<exp>[-+]?\d+))?
-    (?:\s*/\s*(?P<den>\d+)(?!\d|[.,]\d))?
-    (?!\d|[.,]\d)
-    """,
-    re.VERBOSE,
-)
-# ``\\frac{a}{b}``: each group is greedy up to its closing brace; spaces inside are stripped afterwards.
-# (``\\s*([^{}]*?)\\s*`` took cubic time on ``\\frac{`` + spaces: three ways to split every run.)
-_LATEX_FRAC = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
-_LATEX_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
-_LATEX_DROP = re.compile(r"\\(?:left|right|,|;|!|quad|qquad|%|\$)|\\\s")
-_MAX_DIGITS = 4000  # Python refuses int() on more than 4300 digits; longer "numbers" are not answers
+# Numbers other than plain decimals are built as exact fractions; a text whose fractions together need more
+# bits than this (about 40,000 digits: ten numbers at the 4,000-digit limit) is unreadable, not slow.
+_MAX_FRACTION_BITS = 133_000
 
 
-def _unbox(text: str) -> str:
-    """The content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced; else ``text``."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return text
-    i = text.index("{", start) + 1
-    depth, begin = 1, i
-    while i < len(text):
-        ch = text[i]
-        depth += (ch == "{") - (ch == "}")
-        if depth == 0:
-            return text[begin:i]
-        i += 1
-    return text[begin:]  # unclosed: take the rest
-
-
-def _to_fraction(match: re.Match) -> Fraction | None:
-    """The exact value of one ``_NUMBER`` match, or ``None`` when it cannot be read exactly."""
-    if match["radix"] is not None:
-        return None
-    whole, frac = match["int"], match["frac"]
-    if match["onlyfrac"] is not None:
-        whole, frac = "0", match["onlyfrac"]
-    digits = whole.replace(",", "")
-    exp = match["exp"]
-    if exp is not None and len(exp.lstrip("+-")) > len(str(_MAX_DIGITS)):
-        return None
-    shift = int(exp) if exp is not None else 0
-    if len(digits) + len(frac or "") + abs(shift) > _MAX_DIGITS:
-        return None
-    try:  # one exact Fraction: (digits.frac) * 10**shift / den
-        numerator = int(digits + (frac or ""))
-        denominator = 10 ** len(frac or "")
-        if shift > 0:
-            numerator *= 10**shift
-        elif shift < 0:
-            denominator *= 10**-shift
-        if match["den"] is not None:
-            if len(match["den"]) > _MAX_DIGITS or int(match["den"]) == 0:
+def _one_value(text: str) -> Fraction | None:
+    """The value that every number in ``text`` has, or ``None`` (no number, an unreadable one, or two values)."""
+    decimal, fraction, bits = None, None, 0
+    for match in NUMBER.finditer(text):
+        reading = read(match, text)
+        if reading is None:
+            return None
+        if isinstance(reading, Fraction):
+            bits += max(reading.numerator.bit_length(), reading.denominator.bit_length())
+            if bits > _MAX_FRACTION_BITS or (fraction is not None and reading != fraction):
                 return None
-            denominator *= int(match["den"])
-        value = Fraction(numerator, denominator)
-    except (ValueError, OverflowError):
-        return None
-    return -value if match["sign"] == "-" else value
-
-
-def _clean(text: str) -> str:
-    text = text.translate(_MINUS)
-    text = _unbox(text)
-    text = _LATEX_FRAC.sub(lambda m: f"{m[1].strip()}/{m[2].strip()}", text)
-    text = _LATEX_WRAPPER.sub(r" \1 ", text)
-    return _LATEX_DROP.sub(" ", text)
-
-
-def _numbers(text: str) -> list[Fraction | None]:
-    return [_to_fraction(m) for m in _NUMBER.finditer(text)]
+            fraction = reading
+        elif decimal is None:
+            decimal = reading
+        elif reading != decimal:
+            return None
+    if decimal is None:
+        return fraction
+    value = exact(decimal)
+    return value if fraction is None or fraction == value else None
 
 
 def parse_number(text) -> Fraction | None:
@@ -130,6 +71,10 @@ def parse_number(text) -> Fraction | None:
     (True, True, True)
     >>> parse_number("7e9"), parse_number("2.5E-3"), parse_number("0x7"), parse_number("1e99999")
     (Fraction(7000000000, 1), Fraction(1, 400), None, None)
+    >>> parse_number("-$5"), parse_number("1½"), parse_number(r"1\\frac{1}{2}"), parse_number("10²")
+    (Fraction(-5, 1), Fraction(3, 2), Fraction(3, 2), Fraction(100, 1))
+    >>> [parse_number(s) for s in ["18!", "3x", "1e5e5", "1_000", "5m", r"\\sqrt{16}", r"2\\pi", "2 million", "1.5k"]]
+    [None, None, None, None, None, None, None, None, None]
     """
     if isinstance(text, Fraction | int) and not isinstance(text, bool):
         return Fraction(text)
@@ -138,21 +83,19 @@ def parse_number(text) -> Fraction | None:
     if not isinstance(text, str):
         return None
     try:
-        text = _clean(text)
+        text = clean(text)
         if "=" in text:
             after = text.rsplit("=", 1)[1]
-            if _NUMBER.search(after):
+            if NUMBER.search(after):
                 text = after
-        values = _numbers(text)
+        return _one_value(text)
     except Exception:  # a parser must not take a training run down
         return None
-    if not values or any(v is None for v in values) or len(set(values)) != 1:
-        return None
-    return values[0]
 
 
 def last_number(text) -> Fraction | None:
-    """The last number anywhere in ``text`` (the *lenient* reading of an answer), or ``None``.
+    """The last number anywhere in ``text`` (the *lenient* reading of an answer), or ``None`` (also when
+    that last number cannot be read exactly: ``... so 18!``).
 
     >>> last_number("3 + 4 = 7, so 7 apples. Done")
     Fraction(7, 1)
@@ -160,8 +103,11 @@ def last_number(text) -> Fraction | None:
     if not isinstance(text, str):
         return None
     try:
-        matches = list(_NUMBER.finditer(_clean(text)))
-        return _to_fraction(matches[-1]) if matches else None
+        text = clean(text)
+        last = None
+        for last in NUMBER.finditer(text):  # noqa: B007 - the loop keeps the last match
+            pass
+        return exact(read(last, text)) if last is not None else None
     except Exception:
         return None
 
@@ -207,9 +153,20 @@ def _plain(text) -> str:
     return " ".join(text.split()).strip(" .").casefold() if isinstance(text, str) else ""
 
 
+def same_text_answer(predicted, gold) -> bool:
+    """Whether ``predicted`` states a non-numeric ``gold`` answer: equal non-empty text after folding case,
+    spacing and a trailing full stop.
+
+    >>> same_text_answer("Paris.", "paris"), same_text_answer("", "")
+    (True, False)
+    """
+    gold_text = _plain(gold)
+    return bool(gold_text) and _plain(predicted) == gold_text
+
+
 def answers_match(predicted, gold) -> bool:
-    """Whether ``predicted`` states ``gold``'s answer: equal numbers when ``gold`` is numeric, else equal
-    text after folding case, spacing and a trailing full stop.
+    """Whether ``predicted`` states ``gold``'s answer: equal numbers when ``gold`` is numeric, else
+    :func:`same_text_answer`.
 
     >>> answers_match("18.00", "18"), answers_match("3/4", "0.75"), answers_match("17", "18")
     (True, True, False)
@@ -217,5 +174,4 @@ def answers_match(predicted, gold) -> bool:
     gold_value = parse_number(gold)
     if gold_value is not None:
         return parse_number(predicted) == gold_value
-    gold_text = _plain(gold)
-    return bool(gold_text) and _plain(predicted) == gold_text
+    return same_text_answer(predicted, gold)

@@ -35,26 +35,30 @@ log = logging.getLogger(__name__)
 def load_problems(split: str = "train", *, path: str | os.PathLike | None = None, n: int = 1000, seed: int = 0,
                   difficulty: int | tuple[int, ...] = LEVELS, fmt: ReasoningFormat = DEFAULT_FORMAT,
                   system: str | None = None, limit: int | None = None):
-    """GSM8K from ``path`` (default: :func:`default_gsm8k_dir`), else from the hub, else ``n``
-    synthetic problems; returns ``(dataset, source)`` where ``source`` says which one was used.
+    """GSM8K from ``path``, else from the local copy (:func:`default_gsm8k_dir`), else from the hub, else ``n``
+    synthetic problems; returns ``(dataset, source)`` where ``source`` says which one was used, and why.
 
-    A missing local file or an unreachable hub falls back to the next source (logged); a GSM8K file
-    that exists but has no usable row is refused (:class:`NoUsableRowsError`, one line): broken data
-    is not silently replaced by other problems."""
-    folder = path or default_gsm8k_dir()
-    reasons = []
-    for where in ([folder] if folder else []) + [None]:
-        try:
-            ds = load_gsm8k(split, where, fmt=fmt, system=system, limit=limit)
-            return ds, ds.info.description
-        except NoUsableRowsError:
-            raise
-        except DataUnavailableError as exc:
-            reasons.append(str(exc).split(";")[0])
-        except Exception as exc:  # the hub or a file can fail in many ways; fall back, say why
-            reasons.append(f"{type(exc).__name__}: {exc}")
-    log.warning("GSM8K unavailable (%s); using synthetic problems", "; ".join(reasons))
+    A path you name (``path``, or ``$GRPO_GSM8K_DIR``) or a local copy that is found must be usable: missing,
+    unreadable, not UTF-8, without ``<split>.jsonl`` or without a usable row, it is refused with a one-line
+    :class:`DataUnavailableError` (:func:`check_gsm8k_path` checks a path before any work starts). Only
+    when no path is given, no local copy exists and the hub cannot be reached or read do synthetic
+    problems stand in; the warning and ``source`` say so."""
+    folder = path if path is not None else default_gsm8k_dir()
+    if folder is not None:
+        ds = load_gsm8k(split, folder, fmt=fmt, system=system, limit=limit)
+        return ds, ds.info.description
+    try:
+        ds = load_gsm8k(split, None, fmt=fmt, system=system, limit=limit)
+        return ds, ds.info.description
+    except NoUsableRowsError:
+        raise
+    except DataUnavailableError as exc:
+        reason = str(exc).split(";")[0]
+    except Exception as exc:  # the hub can fail in many ways; fall back, and say why
+        reason = f"the hub failed: {type(exc).__name__}: {exc}".splitlines()[0]
+    log.warning("GSM8K unavailable (no path given, no local copy, %s); using synthetic problems", reason)
     ds = synthetic_dataset(n, difficulty=difficulty, seed=seed, split=split, fmt=fmt, system=system)
+    ds.info.description += f" (instead of GSM8K: no path given, no local copy, {reason})"
     return ds, ds.info.description
 
 

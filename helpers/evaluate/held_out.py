@@ -7,7 +7,7 @@ import logging
 import os
 
 from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
-from helpers.data.gsm8k import default_gsm8k_dir, load_gsm8k
+from helpers.data.gsm8k import check_gsm8k_path, default_gsm8k_dir, load_gsm8k
 from helpers.data.rows import DataUnavailableError
 from helpers.data.svamp import load_svamp
 from helpers.data.synthetic import synthetic_dataset
@@ -35,11 +35,14 @@ def held_out_sets(n: int | None = None, *, gsm8k: bool = True, gsm8k_path: str |
     half of ``n``; 0: none: the same arithmetic in wording training never saw, ``helpers.data.problems`` style
     ``"paraphrased"``) and ``"gsm8k"`` (its test split, the first
     ``gsm8k_n`` problems, default ``n``, at most the profile's ``eval_gsm8k_problems``; 0: none) when a local copy
-    (``gsm8k_path``, ``$GRPO_GSM8K_DIR``) or the hub is there; ``"svamp"`` (``svamp_n`` problems of SVAMP,
+    (``gsm8k_path``, ``$GRPO_GSM8K_DIR``) or the hub is there (a ``gsm8k_path`` you name that cannot be used is
+    refused in one line, :func:`helpers.data.gsm8k.check_gsm8k_path`, not skipped); ``"svamp"`` (``svamp_n`` problems of SVAMP,
     human-written, default ``n``, at most the profile's ``eval_svamp_problems``; 0: none) from ``svamp_path`` or
     :func:`helpers.data.svamp.load_svamp`'s local copy or download, skipped with a warning when neither is there.
     ``n`` defaults to the profile's ``eval_problems``. Evaluation generates SVAMP in batches of its own
     (:func:`helpers.evaluate.evaluation.batch_groups`), so adding it leaves the other sets' results as they were."""
+    if gsm8k and gsm8k_path is not None:
+        check_gsm8k_path(gsm8k_path, "test")
     sizes = profile_settings(profile)
     n = n or sizes.eval_problems
     if gsm8k_n is None:

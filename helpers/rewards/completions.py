@@ -1,11 +1,12 @@
-"""Reading a completion as TRL hands it to a reward (a string, chat messages or anything else) and keeping
-scores finite."""
+"""Reading a completion as TRL hands it to a reward (a string, chat messages or anything else), reading its
+parts once for all the rewards that grade it (:class:`Graded`), and keeping scores finite."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 
+from helpers.data.answers import parse_number
 from helpers.data.chat_template import DEFAULT_FORMAT, ParsedCompletion, ReasoningFormat, restore_prefill
 
 
@@ -53,3 +54,39 @@ def _finite(value, low: float, high: float) -> float:
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_UNREAD = object()
+
+
+class Graded:
+    """One completion's text and its gold answer, each read at most once, when first asked for: the tags
+    (``parsed``), the answer block's number (``predicted``) and the gold number (``gold``). The rewards grade
+    this, so ``combined_reward`` reads a completion once for its four parts, not four times."""
+
+    __slots__ = ("fmt", "text", "answer", "_parsed", "_predicted", "_gold")
+
+    def __init__(self, fmt: ReasoningFormat, text: str, answer):
+        self.fmt, self.text, self.answer = fmt, text, answer
+        self._parsed = self._predicted = self._gold = _UNREAD
+
+    @property
+    def parsed(self) -> ParsedCompletion:
+        if self._parsed is _UNREAD:
+            self._parsed = self.fmt.parse(self.text)
+        return self._parsed
+
+    @property
+    def predicted(self):
+        """The number in the (last complete) answer block, or ``None``."""
+        if self._predicted is _UNREAD:
+            answer = self.parsed.answer
+            self._predicted = None if answer is None else parse_number(answer)
+        return self._predicted
+
+    @property
+    def gold(self):
+        """The gold answer's number, or ``None`` (no answer, or a non-numeric one)."""
+        if self._gold is _UNREAD:
+            self._gold = parse_number(self.answer)
+        return self._gold

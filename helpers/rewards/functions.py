@@ -38,9 +38,9 @@ import math
 import warnings
 from collections.abc import Mapping
 
-from helpers.data.answers import answers_match, last_number, parse_number
+from helpers.data.answers import last_number, same_text_answer
 from helpers.data.chat_template import DEFAULT_FORMAT, PREFILL, ReasoningFormat, restore_prefill
-from helpers.rewards.completions import _finite, completion_text
+from helpers.rewards.completions import Graded, _finite, completion_text
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "strict_format_reward": 0.5,
@@ -51,7 +51,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 
 
 class _Reward:
-    """Shared machinery: read completions, restore a prefill, score each safely."""
+    """Shared machinery: read completions, restore a prefill, grade each safely."""
 
     __name__ = "reward"
     low, high = 0.0, 1.0
@@ -63,7 +63,11 @@ class _Reward:
         text = completion_text(completion)
         return restore_prefill(text, self.fmt) if self.prefilled else text
 
-    def score(self, text: str, answer) -> float:  # pragma: no cover - overridden
+    def score(self, text: str, answer) -> float:
+        """The score of one completion's (prefill-restored) ``text`` against the gold ``answer``."""
+        return self.grade(Graded(self.fmt, text, answer))
+
+    def grade(self, graded: Graded) -> float:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def __call__(self, completions=None, answer=None, **kwargs) -> list[float]:
@@ -98,8 +102,8 @@ def _answers(answer, n: int, reward: _Reward) -> list:
         except TypeError:
             answer = [None] * n
     if n and getattr(reward, "needs_answer", False) and all(a is None for a in answer):
-        warnings.warn(f"{reward.__name__} got no 'answer' column, so every completion scores 0; fix: give the "
-                      "dataset an 'answer' column (helpers.data.problems does).", stacklevel=3)
+        warnings.warn(f"{reward.__name__} got no 'answer' column, so no completion earns credit for its answer; "
+                      "fix: give the dataset an 'answer' column (helpers.data.problems does).", stacklevel=3)
     return (answer + [None] * n)[:n]
 
 
@@ -114,8 +118,8 @@ class StrictFormat(_Reward):
 
     __name__ = "strict_format_reward"
 
-    def score(self, text, answer):
-        return 1.0 if self.fmt.parse(text).strict else 0.0
+    def grade(self, graded):
+        return 1.0 if graded.parsed.strict else 0.0
 
 
 class ApproxFormat(_Reward):
@@ -135,8 +139,8 @@ class ApproxFormat(_Reward):
             raise ValueError(f"floor={floor} must be a finite number at most 1; fix: use e.g. 0.0 or -0.5.")
         self.low = float(floor)
 
-    def score(self, text, answer):
-        parsed = self.fmt.parse(text)
+    def grade(self, graded):
+        parsed = graded.parsed
         value = sum(0.125 if c == 1 else -0.125 * max(c - 1, 0) for c in parsed.counts)
         if parsed.ordered:
             value += 0.25
@@ -160,9 +164,12 @@ class Correctness(_Reward):
     __name__ = "correctness_reward"
     needs_answer = True
 
-    def score(self, text, answer):
-        predicted = self.fmt.extract_answer(text)
-        return 1.0 if predicted is not None and answers_match(predicted, answer) else 0.0
+    def grade(self, graded):
+        if graded.parsed.answer is None:
+            return 0.0
+        if graded.gold is not None:
+            return 1.0 if graded.predicted == graded.gold else 0.0
+        return 1.0 if same_text_answer(graded.parsed.answer, graded.answer) else 0.0
 
 
 class Closeness(_Reward):
@@ -182,9 +189,8 @@ class Closeness(_Reward):
             raise ValueError(f"tolerance={tolerance} must be a positive number; fix: use e.g. 0.5 (50% off scores 0).")
         self.tolerance = tolerance
 
-    def score(self, text, answer):
-        gold = parse_number(answer)
-        predicted = parse_number(self.fmt.extract_answer(text))
+    def grade(self, graded):
+        gold, predicted = graded.gold, graded.predicted
         if gold is None or predicted is None:
             return 0.0
         relative = abs(predicted - gold) / max(abs(gold), 1) / self.tolerance  # exact Fraction: no overflow
@@ -221,19 +227,20 @@ class LenientAccuracy(_Reward):
     __name__ = "lenient_accuracy"
     needs_answer = True
 
-    def score(self, text, answer):
-        gold = parse_number(answer)
-        return 1.0 if gold is not None and last_number(text) == gold else 0.0
+    def grade(self, graded):
+        return 1.0 if graded.gold is not None and last_number(graded.text) == graded.gold else 0.0
 
 
 class Combined(_Reward):
-    """The weighted sum of the four rewards (``weights`` keyed by reward name; missing ones are 0).
+    """The weighted sum of the four rewards (``weights`` keyed by reward name; missing ones are 0), each part
+    bounded and guarded as it is alone; the completion and the gold answer are read once for all four.
 
     >>> combined_reward(["<reasoning>3+4=7</reasoning>\\n<answer>7</answer>"], answer=["7"])
     [3.5]
     """
 
     __name__ = "combined_reward"
+    needs_answer = True
 
     def __init__(self, fmt: ReasoningFormat = DEFAULT_FORMAT, *, prefilled: bool = PREFILL,
                  weights: Mapping[str, float] | None = None, floor: float = 0.0, tolerance: float = 0.5):
@@ -243,8 +250,16 @@ class Combined(_Reward):
         self.low = sum(w * p.low for p in self.parts if (w := self.weights.get(p.__name__, 0.0)))
         self.high = sum(w * p.high for p in self.parts if (w := self.weights.get(p.__name__, 0.0)))
 
-    def score(self, text, answer):
-        return sum(w * p([text], [answer])[0] for p in self.parts if (w := self.weights.get(p.__name__, 0.0)))
+    def grade(self, graded):
+        return sum(w * _guarded(p, graded) for p in self.parts if (w := self.weights.get(p.__name__, 0.0)))
+
+
+def _guarded(reward: _Reward, graded: Graded) -> float:
+    """``reward``'s grade as its own call would give it: finite, within its bounds, its low end on an error."""
+    try:
+        return _finite(reward.grade(graded), reward.low, reward.high)
+    except Exception:  # a reward must never stop training
+        return reward.low
 
 
 def _components(fmt, *, prefilled, floor, tolerance) -> list[_Reward]:
