@@ -422,6 +422,7 @@ def declared():
     ("train_levels=4", "takes one of 1, 2, 3 (several: 1,2)"), ("max_completion_length=256", "leaves no room for the prompt in max_seq_length=256"),
     ("sft_learning_rate=0", "(0, 0.01]"), ("beta=-1", "takes a number >= 0"), ("grpo_temperature=0", "(0, 10]"),
     ("merged_dtype=int8", "takes one of bfloat16"), ("gsm8k_path=/nonexistent/gsm8k", "no such file or folder"),
+    ("gsm8k_path=/", "has no train.jsonl"),
     ("samples_per_problem=4", "greedy decoding gives the same completion every time"),
 ])
 def test_bad_p_values_are_refused_in_the_users_names(declared, pair, needle):
@@ -435,6 +436,7 @@ def test_bad_p_values_are_refused_in_the_users_names(declared, pair, needle):
 
 def test_good_p_values_reach_the_notebooks_typed(declared, tmp_path, monkeypatch):
     (tmp_path / "gsm8k").mkdir()
+    (tmp_path / "gsm8k" / "train.jsonl").write_text('{"question": "1+1?", "answer": "2\\n#### 2"}\n')
     monkeypatch.chdir(tmp_path)
     values = rc.parse_parameters(["grpo_steps=40", "grpo_learning_rate=5e-5", "train_levels=1,2", "group_filter=None",
                                   "gsm8k_path=gsm8k", "lora_rank=16", "eval_temperature=0.8", "samples_per_problem=4"],
@@ -443,6 +445,18 @@ def test_good_p_values_reach_the_notebooks_typed(declared, tmp_path, monkeypatch
                                                 "group_filter": None}
     assert values["04_dataset.ipynb"]["gsm8k_path"] == str(tmp_path / "gsm8k")  # absolute: notebooks run elsewhere
     assert type(values["07_grpo_training.ipynb"]["grpo_steps"]) is int and values["02_lora.ipynb"]["lora_rank"] == 16
+
+
+def test_a_gsm8k_path_that_loading_would_refuse_is_refused_before_any_notebook(declared, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes('{"question": "caf\xe9?", "answer": "#### 1"}\n'.encode("latin-1"))
+    for path, needle in [(empty, "no usable row"), (latin, "UTF-8")]:
+        with pytest.raises(SystemExit) as stop:
+            rc.parse_parameters([f"gsm8k_path={path}"], declared, "ci")
+        text = one_line(stop)
+        assert needle in text and "-p gsm8k_path=" in text and "fix: " in text, text
 
 
 def test_a_bad_p_value_stops_the_command_before_any_notebook(tmp_path, monkeypatch):
@@ -524,7 +538,7 @@ def _accepted_by_table(name: str, value) -> bool:
 
 
 # grpo_train_problems, n_synthetic: synthetic_dataset(n) takes 0 (an empty dataset, or for grpo_problems "the
-# default"): the table asks for >= 1 on purpose. gsm8k_path: checked for existence only. beta: TRL's GRPOConfig takes
+# default"): the table asks for >= 1 on purpose. gsm8k_path: checked as load_problems would read it (below). beta: TRL's GRPOConfig takes
 # any number; a negative KL penalty would reward drifting away, refused on purpose.
 STRICTER = {"grpo_train_problems", "n_synthetic", "gsm8k_path", "beta"}
 

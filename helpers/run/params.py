@@ -19,6 +19,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from helpers.data.gsm8k import check_gsm8k_path
+from helpers.data.rows import DataUnavailableError
 from helpers.generate.sampling import _check_sampling
 from helpers.runtime.profiles import profile_settings
 from helpers.runtime.settings import Settings
@@ -165,6 +167,11 @@ def check_value(name: str, raw: str, profile: str, where: str = "") -> Any:
         if not Path(value).exists():
             raise ParamError(f"-p {name}={raw}: no such file or folder ({value}); fix: pass the path of {spec.help}, "
                              "or leave it out.")
+        if name == "gsm8k_path":  # a folder without train.jsonl, an empty or non-UTF-8 file: refused before 01 runs
+            try:
+                check_gsm8k_path(value, "train")
+            except DataUnavailableError as exc:
+                raise ParamError(f"-p {name}={raw}: {exc}") from None
         return value
     else:
         value, ok = raw, (not spec.choices or raw in spec.choices)
