@@ -1,6 +1,6 @@
 """Adversarial completions for the reward functions and answer parsers, and a guarded timer.
 
-Shared by ``tests/test_hostile.py`` (time ratio between two sizes) and ``benchmarks/reward_speed.py``
+Shared by ``tests/test_hostile.py`` (time ratio between two sizes) and ``benchmarks/reward_speed/reward_speed.py``
 (per-call time at 4 KB). Each builder makes a string of exactly ``n`` characters from a pattern that
 once was, or could be, slow for a regex: a ``\\frac{`` followed by whitespace (the cubic pattern of
 issue 16), unclosed and nested braces, long digit runs with separators, exponents and slashes, many

@@ -6,7 +6,7 @@ test command installs, reads wheel metadata with range requests: 15 s for ``gpu`
 where ``pip install --dry-run --report`` took 106 s (this machine's index serves no PEP 658 metadata, so pip
 downloads torch's 531 MB and vLLM's 304 MB wheels to read theirs). Both resolved to the same pins (helper
 "pins", 2026-11-30). The pins are the combination that ran on the GPU machine (benchmarks/learning_gpu/README.md);
-``t4`` is the same without vLLM (benchmarks/t4.md says why). And what the notebooks' first cell installs on a
+``t4`` is the same without vLLM (benchmarks/t4/vllm_on_t4.md says why). And what the notebooks' first cell installs on a
 Colab T4 (``helpers.runtime.install``) resolves with pip itself beside Colab's torch 2.11.0+cu128. Skipped, with
 one reason, only where PyPI cannot be reached or uv is missing.
 """

@@ -30,7 +30,7 @@ DECLARED = install.pyproject_requirements(REPO / "pyproject.toml")
     ("8.0", "580.82.07", "2.11.0", "gpu"),  # PyPI's torch 2.11.0 is the CUDA 13 build
     ("9.0", "580.159.04", None, "gpu"),  # no torch yet: pip installs PyPI's 2.11.0 (CUDA 13)
     ("9.0", "580.159.04", "2.12.0+cu128", "gpu"),  # pip replaces it by PyPI's 2.11.0 (CUDA 13)
-    # a T4 even with CUDA 13: vLLM 0.26's FlashAttention floor is compute capability 8.0 (benchmarks/t4.md)
+    # a T4 even with CUDA 13: vLLM 0.26's FlashAttention floor is compute capability 8.0 (benchmarks/t4/vllm_on_t4.md)
     ("7.5", "580.82.07", "2.11.0+cu130", "t4"),
     ((7, 5), "580.82.07", "2.11.0", "t4"),
     # no GPU (a Colab CPU runtime): the base requirements, the CPU profile

@@ -21,7 +21,7 @@ The forms themselves (patterns, cleaning, the reading of one number) live in :mo
 **Linear time.** A reward runs this on every completion a model writes, including degenerate ones
 (``\frac{`` then thousands of spaces, long digit runs, nested braces, hundreds of ``1e3999``): every
 pattern runs in time linear in its input, and equal decimals are compared by their digits;
-``tests/test_hostile.py`` pins it by timing two input sizes and ``benchmarks/reward_speed.py`` records the
+``tests/test_hostile.py`` pins it by timing two input sizes and ``benchmarks/reward_speed/reward_speed.py`` records the
 per-call time.
 """
 

@@ -10,7 +10,7 @@ same set as ``pip install "grpo-notebooks[<extra>]"``, without fetching the suit
   and a CUDA 13 torch (vLLM 0.26 is a CUDA 13 build; pip keeps an installed torch 2.11.0, e.g. Colab's
   ``2.11.0+cu128``, which satisfies ``torch==2.11.0``, and replaces any other by PyPI's 2.11.0, a CUDA 13 build);
 - ``t4`` (the same stack without vLLM: rollouts from the suite's own sampler) on any other CUDA GPU: a T4 (7.5),
-  or any GPU beside a CUDA 12 torch or driver (benchmarks/t4.md has the sources);
+  or any GPU beside a CUDA 12 torch or driver (benchmarks/t4/vllm_on_t4.md has the sources);
 - no extra without a GPU: the base dependencies, the CPU profile.
 
 A torch that could not run after the install (pip would put PyPI's CUDA 13 build beside a driver older than 580,
@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 DIST = "grpo-notebooks"
-VLLM_MIN_CAPABILITY = (8, 0)  # vLLM 0.26 runs FlashAttention-class kernels from sm_80 (benchmarks/t4.md)
+VLLM_MIN_CAPABILITY = (8, 0)  # vLLM 0.26 runs FlashAttention-class kernels from sm_80 (benchmarks/t4/vllm_on_t4.md)
 CUDA13_MIN_DRIVER = 580  # CUDA 13.0 needs an NVIDIA driver >= 580 (580.65.06 on Linux)
 SMI = ["nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader"]
 CUDA12_TORCH_INDEX = "https://download.pytorch.org/whl/cu128"  # torch 2.11.0+cu128: Colab's build (2026-08)

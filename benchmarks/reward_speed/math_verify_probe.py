@@ -1,9 +1,9 @@
 """HF math-verify against helpers.data.answers: what each reads, and how fast (issue 16's "consider math-verify").
 
     pip install -e ".[dev]"      # math-verify 0.9.0 is in the dev extra (the tests' oracle), not a dependency
-    PYTHONPATH=. python benchmarks/math_verify_probe.py
+    PYTHONPATH=. python benchmarks/reward_speed/math_verify_probe.py
 
-Results and the decision: benchmarks/reward_speed.md.
+Results and the decision: benchmarks/reward_speed/README.md.
 """
 
 import time

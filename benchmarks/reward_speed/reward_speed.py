@@ -1,12 +1,12 @@
 """Per-call time of every reward function and answer parser on 4 KB adversarial completions.
 
-    PYTHONPATH=. python benchmarks/reward_speed.py [--size 4096] [--markdown]
+    PYTHONPATH=. python benchmarks/reward_speed/reward_speed.py [--size 4096] [--markdown]
 
 The completions are the builders of ``tests/hostile_inputs.py`` (``\\frac{`` + whitespace, nested braces,
 long digit runs, many tags, ...), each exactly ``--size`` characters. Prints, per function, the worst
 per-call time over all builders and which builder it was (best of 5 batches; a reward call scores
 two completions, as TRL passes a batch: the text alone and the text inside the answer tags).
-Results: ``benchmarks/reward_speed.md``.
+Results: ``benchmarks/reward_speed/README.md``.
 """
 
 import argparse
