@@ -476,6 +476,33 @@ def test_a_bad_p_value_stops_the_command_before_any_notebook(tmp_path, monkeypat
     assert "give -p num_generations=<a good value> with --resume" in text
 
 
+def test_a_gsm8k_dir_variable_without_the_split_a_notebook_reads_stops_the_command_first(tmp_path, monkeypatch):
+    """$GRPO_GSM8K_DIR naming a folder with test.jsonl only: refused before notebook 01, not in notebook 04."""
+    import papermill
+
+    class Started(Exception):
+        pass
+
+    def started(*args, **kwargs):
+        raise Started
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a notebook started"))
+    folder = tmp_path / "gsm8k"
+    folder.mkdir()
+    (folder / "test.jsonl").write_text('{"question": "1+1?", "answer": "2\\n#### 2"}\n')
+    monkeypatch.setenv("GRPO_GSM8K_DIR", str(folder))
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", "--profile", "ci", "--out", str(out)])
+    text = one_line(stop)
+    assert "$GRPO_GSM8K_DIR" in text and "has no train.jsonl" in text and "fix: " in text and not out.exists()
+    (folder / "train.jsonl").write_text((folder / "test.jsonl").read_text())
+    monkeypatch.setattr(papermill, "execute_notebook", started)  # now every check passes and 01 starts
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["run", "--profile", "ci", "--out", str(out)])
+    assert "01_model_loading.ipynb failed" in one_line(stop) and "Started" in one_line(stop)
+
+
 def test_every_parameter_without_a_type_has_an_entry(declared):
     """A parameter whose default is None cannot be type-checked from its default: a new one must get an entry."""
     names = {name for specs in declared.values() for name in specs}

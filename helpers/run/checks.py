@@ -4,7 +4,8 @@ Each check fails with :class:`UsageError`, one line naming the cause and the fix
 (``--out`` empty, a file, not writable, or where the executed notebooks would overwrite the suite's own
 ``notebooks/``), ``--seed`` out of range, ``-p name=value`` for a name no selected notebook declares (the
 message lists the names that exist) or a value its parameter does not take, ``--model`` that is neither a
-model folder nor reachable on the hub, an unreadable ``timings.json``/``state.json`` or a ``state.json``
+model folder nor reachable on the hub, ``$GRPO_GSM8K_DIR`` set to a folder without the split a selected notebook
+reads (04: train, 08: test where the profile evaluates on GSM8K), an unreadable ``timings.json``/``state.json`` or a ``state.json``
 field of the wrong kind. ``-p`` values are typed as papermill's own ``-p`` types them (``True``/``False``/
 ``None``, int, float, else text), then checked against the type of the parameter's default in the notebook
 (a float parameter takes ``1`` as ``1.0``; a text parameter keeps ``16`` as text); a parameter in
@@ -26,6 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from helpers.data.gsm8k import GSM8K_DIR_ENV, check_gsm8k_path, default_gsm8k_dir
+from helpers.data.rows import DataUnavailableError
 from helpers.files.atomic import atomic_write
 from helpers.model.checks import ModelLoadError
 from helpers.model.embedded import EMBEDDED_MODEL
@@ -58,6 +61,20 @@ def check_seed(seed: int | None) -> None:
     if seed is not None and not 0 <= seed <= SEED_MAX:
         raise UsageError(f"--seed {seed} is out of range (seeds are 0..{SEED_MAX}: numpy and torch refuse others); "
                          "fix: e.g. --seed 1.")
+
+
+def check_gsm8k_env(notebooks: list[str], profile: str) -> None:
+    """``$GRPO_GSM8K_DIR``, where set, holds what the selected notebooks will read: train.jsonl for 04, test.jsonl
+    for 08 when the profile evaluates on GSM8K (refused here, not after the notebooks before them have run)."""
+    splits = ["train"] * any(n.startswith("04_") for n in notebooks)
+    if any(n.startswith("08_") for n in notebooks) and profile_settings(profile).eval_gsm8k_problems != 0:
+        splits.append("test")
+    try:
+        folder = default_gsm8k_dir()
+        for split in splits if folder else ():
+            check_gsm8k_path(folder, split)
+    except DataUnavailableError as exc:
+        raise UsageError(f"${GSM8K_DIR_ENV}: {exc}") from None
 
 
 def check_out(out: str | os.PathLike) -> Path:

@@ -136,6 +136,7 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
         values = rc.parse_parameters(list(params), declared, profile, replayed=replayed)
         params = [_stored(p, values) for p in params]  # a path as the notebooks get it (absolute)
         model_name, model_line = rc.model_plan(model, profile)
+        rc.check_gsm8k_env([nb.name for nb in chosen], profile)
         mode = True if resume else False if fresh else None
         if any("resume" in specs for specs in declared.values()):
             try:
