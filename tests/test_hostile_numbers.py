@@ -8,6 +8,7 @@ import logging
 from fractions import Fraction
 
 import pytest
+from errors import one_line_fix
 
 from helpers.data.answers import last_number, normalize_answer, parse_number
 from helpers.data.rows import DataUnavailableError, NoUsableRowsError
@@ -127,12 +128,6 @@ def test_combined_reward_reads_the_completion_and_the_gold_once(monkeypatch):
 ROW = {"question": "Tom has 3 apples and buys 4. How many?", "answer": "3 + 4 = <<3+4=7>>7\n#### 7"}
 
 
-def _one_line(err, *needles):
-    message = str(err.value)
-    assert "\n" not in message and "fix:" in message, message
-    for needle in needles:
-        assert needle in message, message
-    return message
 
 
 @pytest.fixture
@@ -155,12 +150,12 @@ def test_a_data_file_that_is_not_utf8_is_refused(tmp_path, no_local_copy_no_hub)
     for path in (tmp_path, bad):
         with pytest.raises(DataUnavailableError) as err:
             load_problems("train", path=path)
-        _one_line(err, str(bad), "not UTF-8", f"byte {offset} is 0xe9")
+        one_line_fix(err, str(bad), "not UTF-8", f"byte {offset} is 0xe9")
     from helpers.data.gsm8k import check_gsm8k_path
 
     with pytest.raises(DataUnavailableError) as err:
         check_gsm8k_path(tmp_path)
-    _one_line(err, "not UTF-8")
+    one_line_fix(err, "not UTF-8")
 
 
 @pytest.mark.parametrize("case", ["missing", "folder without train.jsonl", "empty string", "unreadable"])
@@ -188,12 +183,12 @@ def test_a_path_the_user_gave_is_refused_in_one_line_before_anything_else(tmp_pa
         monkeypatch.setattr(Path, "open", refusing(Path.open))
     with pytest.raises(DataUnavailableError) as err:
         load_problems("train", path=path)
-    _one_line(err, needle)
+    one_line_fix(err, needle)
     from helpers.data.gsm8k import check_gsm8k_path
 
     with pytest.raises(DataUnavailableError) as err:
         check_gsm8k_path(path)
-    _one_line(err, needle)
+    one_line_fix(err, needle)
 
 
 def test_check_gsm8k_path_passes_a_good_path_and_refuses_a_file_without_usable_rows(tmp_path):
@@ -211,7 +206,7 @@ def test_check_gsm8k_path_passes_a_good_path_and_refuses_a_file_without_usable_r
     bad.write_text(json.dumps({"question": "q", "answer": "no marker"}) + "\n")
     with pytest.raises(NoUsableRowsError) as err:
         check_gsm8k_path(bad)
-    _one_line(err, "no usable row", str(bad))
+    one_line_fix(err, "no usable row", str(bad))
 
 
 def test_a_gsm8k_dir_variable_that_names_nothing_is_refused(tmp_path, monkeypatch):
@@ -222,7 +217,7 @@ def test_a_gsm8k_dir_variable_that_names_nothing_is_refused(tmp_path, monkeypatc
     for call in (default_gsm8k_dir, lambda: load_problems("train")):
         with pytest.raises(DataUnavailableError) as err:
             call()
-        _one_line(err, "GRPO_GSM8K_DIR", "gone", "unset it")
+        one_line_fix(err, "GRPO_GSM8K_DIR", "gone", "unset it")
 
 
 def test_synthetic_problems_only_without_path_local_copy_or_hub_and_it_says_so(no_local_copy_no_hub, caplog):
@@ -244,7 +239,7 @@ def test_a_local_copy_is_used_as_the_default_and_must_be_usable(tmp_path, monkey
     assert ds["answer"] == ["7"] and source.startswith("GSM8K train from")
     with pytest.raises(DataUnavailableError) as err:  # a local copy without the split is not swapped either
         load_problems("test")
-    _one_line(err, "has no test.jsonl")
+    one_line_fix(err, "has no test.jsonl")
 
 
 def test_held_out_sets_refuse_a_named_gsm8k_path(tmp_path):
@@ -252,4 +247,4 @@ def test_held_out_sets_refuse_a_named_gsm8k_path(tmp_path):
 
     with pytest.raises(DataUnavailableError) as err:
         held_out_sets(3, gsm8k_path=tmp_path / "nonexistent", profile="ci")
-    _one_line(err, "does not exist")
+    one_line_fix(err, "does not exist")

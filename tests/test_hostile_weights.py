@@ -14,16 +14,9 @@ import shutil
 
 import pytest
 import torch
-from model_folders import model_folder, tiny_causal_lm
+from errors import one_line_fix
+from model_folders import model_folder, saved_sft_adapter, stand_in_embedded_cache, tiny_causal_lm
 from safetensors.torch import load_file, save_file
-
-
-def _one_line(exc_info, *needles) -> str:
-    message = str(exc_info.value)
-    assert "\n" not in message and "fix:" in message, message
-    for needle in needles:
-        assert needle in message, message
-    return message
 
 
 def _rewrite(path, change) -> None:
@@ -100,8 +93,11 @@ def no_weight_loading(monkeypatch):
 
 @pytest.mark.parametrize("case", list(REFUSED_BEFORE_LOADING))
 def test_a_damaged_model_folder_is_refused_before_loading(case, tmp_path, embedded_path, no_weight_loading):
+    """By ``load_model``, and by the command's pre-check: ``--model FOLDER`` is refused before any notebook
+    starts (it looked only for config.json)."""
     from helpers.model.checks import ModelLoadError
     from helpers.model.load import load_model
+    from helpers.run.checks import UsageError, model_plan
 
     damage, shards, needle = REFUSED_BEFORE_LOADING[case]
     folder = tmp_path / "model"
@@ -109,21 +105,10 @@ def test_a_damaged_model_folder_is_refused_before_loading(case, tmp_path, embedd
     damage(folder)
     with pytest.raises(ModelLoadError) as err:
         load_model(str(folder), profile="cpu")
-    _one_line(err, needle, str(folder))
-
-
-@pytest.mark.parametrize("case", list(REFUSED_BEFORE_LOADING))
-def test_the_cli_pre_check_refuses_the_same_folders(case, tmp_path, embedded_path, no_weight_loading):
-    """``--model FOLDER`` is refused before any notebook starts (it looked only for config.json)."""
-    from helpers.run.checks import UsageError, model_plan
-
-    damage, shards, needle = REFUSED_BEFORE_LOADING[case]
-    folder = tmp_path / "model"
-    model_folder(folder, embedded_path, shards=shards)
-    damage(folder)
+    one_line_fix(err, needle, str(folder))
     with pytest.raises(UsageError) as err:
         model_plan(str(folder), "cpu")
-    _one_line(err, f"--model {folder}", needle)
+    one_line_fix(err, f"--model {folder}", needle)
 
 
 @pytest.mark.parametrize("case, damage, needle", [
@@ -144,7 +129,7 @@ def test_weights_that_are_not_the_checkpoints_are_refused_after_loading(case, da
     damage(folder)
     with pytest.raises(ModelLoadError) as err:
         load_model(str(folder), profile="cpu")
-    _one_line(err, needle, str(folder))
+    one_line_fix(err, needle, str(folder))
 
 
 def test_missing_weights_in_the_loading_info_are_refused(tmp_path, embedded_path):
@@ -160,7 +145,7 @@ def test_missing_weights_in_the_loading_info_are_refused(tmp_path, embedded_path
     _, info = AutoModelForCausalLM.from_pretrained(folder, output_loading_info=True)
     with pytest.raises(ModelLoadError) as err:
         check_loading_info(info, str(folder))
-    _one_line(err, "model.layers.1.self_attn.k_proj.weight", "at random")
+    one_line_fix(err, "model.layers.1.self_attn.k_proj.weight", "at random")
     _, info = AutoModelForCausalLM.from_pretrained(embedded_path, output_loading_info=True)
     check_loading_info(info, str(embedded_path))  # the tied lm_head of the real model is not "missing"
 
@@ -229,20 +214,7 @@ def stand_in_cache(tmp_path, monkeypatch):
     that is sampled); everything around the conversion is the real code."""
     from helpers.model import embedded
 
-    monkeypatch.setenv("GRPO_NOTEBOOKS_CACHE", str(tmp_path / "cache"))
-    builds = []
-
-    def convert(tmp):
-        staging = tmp / "model"
-        staging.mkdir()
-        (staging / "config.json").write_text(json.dumps({"model_type": "llama"}))
-        (staging / "tokenizer.json").write_text(json.dumps({"version": "1.0"}))
-        (staging / "tokenizer_config.json").write_text("{}")
-        save_file({"w": torch.arange(2**20, dtype=torch.float32)}, staging / "model.safetensors")
-        builds.append(staging)
-        return staging
-
-    monkeypatch.setattr(embedded, "_convert_embedded", convert)
+    builds = stand_in_embedded_cache(monkeypatch, tmp_path / "cache", 2**20)
     final = embedded.embedded_model_path()
     assert len(builds) == 1
     return final, builds
@@ -360,18 +332,7 @@ def test_a_damaged_embedded_cache_never_loads(tmp_path, embedded_path, monkeypat
 @pytest.fixture()
 def trained_adapter(tmp_path, tokenizer):
     """A run folder whose SFT adapter (rank 8, random B: as if trained) was saved from a tiny model."""
-    from helpers.files.runs import RunLayout
-    from helpers.model.lora import add_lora
-    from helpers.save.adapter import save_lora
-
-    peft_model, _ = add_lora(tiny_causal_lm(), 8, gradient_checkpointing=False)
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.1)
-    layout = RunLayout(tmp_path / "run")
-    save_lora(peft_model, tokenizer, layout.sft_adapter)
-    return layout
+    return saved_sft_adapter(tmp_path / "run", tokenizer, tiny_causal_lm())[0]
 
 
 def _only(half: str):
@@ -407,7 +368,7 @@ def test_load_policy_refuses_an_adapter_that_is_not_a_trained_one(case, trained_
     _resave(trained_adapter.sft_adapter / "adapter_model.safetensors", change)
     with pytest.raises(AdapterLoadError) as err:  # never a silent fresh or NaN start
         load_policy(trained_adapter.root, profile="ci", model=tiny_causal_lm(), tokenizer=tokenizer)
-    _one_line(err, needle, str(trained_adapter.sft_adapter), "from_sft=False")
+    one_line_fix(err, needle, str(trained_adapter.sft_adapter), "from_sft=False")
 
 
 @pytest.mark.parametrize("case", list(ADAPTER_DAMAGE))
@@ -420,12 +381,12 @@ def test_check_adapter_dir_and_load_adapter_refuse_it_too(case, trained_adapter)
     if folder_alone:
         with pytest.raises(AdapterLoadError) as err:
             check_adapter_dir(adapter)
-        _one_line(err, needle, str(adapter))
+        one_line_fix(err, needle, str(adapter))
     else:
         check_adapter_dir(adapter)  # needs the model (a layer missing), or the caller's word (trained=True)
     with pytest.raises(AdapterLoadError) as err:
         load_adapter(tiny_causal_lm(), adapter, trained=True)
-    _one_line(err, needle)
+    one_line_fix(err, needle)
 
 
 def test_an_adapter_on_fewer_layers_loads_into_the_all_linear_policy(tmp_path, tokenizer):

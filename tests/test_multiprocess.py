@@ -99,3 +99,23 @@ def test_shutdown_destroys_the_process_group(tmp_path):
     assert dist.is_initialized()
     shutdown()
     assert not dist.is_initialized()
+
+
+def test_barrier_waits_only_for_other_processes(tmp_path, monkeypatch):
+    """A group of one (vLLM's on a single GPU) gets no barrier: NCCL's warned at each saved adapter."""
+    import torch.distributed as dist
+
+    from helpers.runtime.distributed import barrier, shutdown
+
+    calls = []
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: calls.append(1))
+    barrier()  # no group
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        barrier()
+        assert calls == []
+        monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 2)
+        barrier()
+        assert calls == [1]
+    finally:
+        shutdown()

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from errors import one_line_fix
 
 from helpers.files.atomic import atomic_folder
 from helpers.model.adapters import AdapterLoadError, check_adapter_dir, load_adapter
@@ -66,16 +67,12 @@ def _fake_adapter(folder, tensors=None):
     return folder
 
 
-def _one_line_error(exc_info) -> str:
-    message = str(exc_info.value)
-    assert "\n" not in message and "fix:" in message
-    return message
 
 
 def test_missing_adapter_folder(tmp_path):
     with pytest.raises(AdapterLoadError) as err:
         check_adapter_dir(tmp_path / "nope")
-    assert "does not exist" in _one_line_error(err)
+    assert "does not exist" in one_line_fix(err)
     with pytest.raises(AdapterLoadError, match="does not exist"):
         load_adapter(torch.nn.Linear(2, 2), tmp_path / "nope")  # refused before any model work
 
@@ -84,7 +81,7 @@ def test_folder_without_adapter_config(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"x")
     with pytest.raises(AdapterLoadError) as err:
         check_adapter_dir(tmp_path)
-    assert "no adapter_config.json" in _one_line_error(err)
+    assert "no adapter_config.json" in one_line_fix(err)
 
 
 def test_unreadable_adapter_config(tmp_path):
@@ -92,7 +89,7 @@ def test_unreadable_adapter_config(tmp_path):
     (folder / "adapter_config.json").write_text("{not json")
     with pytest.raises(AdapterLoadError) as err:
         check_adapter_dir(folder)
-    assert "not a valid PEFT adapter config" in _one_line_error(err)
+    assert "not a valid PEFT adapter config" in one_line_fix(err)
 
 
 def test_missing_weights_and_pickle_only_weights(tmp_path):
@@ -100,11 +97,11 @@ def test_missing_weights_and_pickle_only_weights(tmp_path):
     (folder / "adapter_model.safetensors").unlink()
     with pytest.raises(AdapterLoadError) as err:
         check_adapter_dir(folder)
-    assert "no adapter_model.safetensors" in _one_line_error(err)
+    assert "no adapter_model.safetensors" in one_line_fix(err)
     (folder / "adapter_model.bin").write_bytes(b"pickle")
     with pytest.raises(AdapterLoadError) as err:
         check_adapter_dir(folder)
-    assert "pickle" in _one_line_error(err)
+    assert "pickle" in one_line_fix(err)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
@@ -115,7 +112,7 @@ def test_corrupt_adapter_weights(tmp_path, damage):
     weights.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"\x00garbage" * 10, "empty": b""}[damage])
     with pytest.raises(AdapterLoadError) as err:
         check_adapter_dir(folder)
-    assert "corrupt or truncated" in _one_line_error(err)
+    assert "corrupt or truncated" in one_line_fix(err)
 
 
 def test_valid_fake_adapter_passes(tmp_path):
@@ -281,7 +278,7 @@ def test_adapter_for_another_base_model_gets_a_clear_error(saved, tmp_path):
     base, _ = load_model(profile="ci")
     with pytest.raises(AdapterLoadError) as err:
         load_adapter(base, folder)
-    assert "does not fit this model" in _one_line_error(err)
+    assert "does not fit this model" in one_line_fix(err)
 
 
 # ---------------------------------------------------------------------------------------------

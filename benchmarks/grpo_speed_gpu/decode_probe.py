@@ -40,7 +40,7 @@ def main(argv=None):
 
     applied = gpu_speed.apply(a.speed)
     import torch
-    from grpo_gpu import MODELS, SHAPES, build, prompts
+    from grpo_gpu import MODELS, SHAPES, decode_graph_stats, build, prompts
     from transformers import GenerationConfig
     from unsloth import FastLanguageModel
     from unsloth.models import _decode_graphs
@@ -139,7 +139,7 @@ def main(argv=None):
             best = statistics.median(times[1:])
             row = dict(mode=mode, batch=bsz, tokens=new, prompt_len=plen, first_s=round(times[0], 2),
                        s=round(best, 3), ms_per_token=round(1000 * best / new, 3),
-                       tok_s=round(bsz * new / best, 1), graphs=_decode_graph_stats(model),
+                       tok_s=round(bsz * new / best, 1), graphs=decode_graph_stats(model),
                        fast=dict(samplers[mode].stats) if mode in samplers else None,
                        mem_alloc_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
             print("ROW", json.dumps(row), flush=True)
@@ -169,15 +169,6 @@ def main(argv=None):
     print("| mode | batch | tokens | s | ms/token | tok/s |")
     for r in rows:
         print(f"| {r['mode']} | {r['batch']} | {r['tokens']} | {r['s']} | {r['ms_per_token']} | {r['tok_s']} |")
-
-
-def _decode_graph_stats(model):
-    for module in model.modules():
-        state = module.__dict__.get("_unsloth_decode_graphs")
-        if state is not None:
-            return {"captures": state.captures, "replays": state.replays, "eager_steps": state.eager_steps,
-                    "disabled": state.disabled}
-    return None
 
 
 if __name__ == "__main__":

@@ -210,7 +210,7 @@ def _fast_stats(model):
     return dict(sampler.stats, fallbacks=sampler.fallbacks)
 
 
-def _decode_graph_stats(model):
+def decode_graph_stats(model):
     for module in model.modules():
         state = module.__dict__.get("_unsloth_decode_graphs")
         if state is not None:
@@ -365,10 +365,10 @@ def run(args):
         load_s=round(t_loaded - t_start, 1), train_s=round(t_end - t_train, 1),
         completion_len=[h.get("completions/mean_length") for h in hist if "completions/mean_length" in h],
         reward=[round(h["reward"], 4) for h in hist if "reward" in h],
-        decode_graphs=_decode_graph_stats(trainer.model),
+        decode_graphs=decode_graph_stats(trainer.model),
         fast_rollout=_fast_stats(model),
         device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-        versions=_versions(), date=time.strftime("%Y-%m-%d", time.gmtime()),
+        versions=versions(), date=time.strftime("%Y-%m-%d", time.gmtime()),
     )
     line = json.dumps(res)
     print("RESULT", line, flush=True)
@@ -378,11 +378,12 @@ def run(args):
     return res
 
 
-def _versions():
+def versions(dists=("torch", "transformers", "trl", "peft", "unsloth", "unsloth_zoo", "accelerate")) -> dict:
+    """The installed version of each distribution in ``dists`` (absent ones left out)."""
     import importlib.metadata as md
 
     out = {}
-    for d in ("torch", "transformers", "trl", "peft", "unsloth", "unsloth_zoo", "accelerate"):
+    for d in dists:
         try:
             out[d] = md.version(d)
         except md.PackageNotFoundError:

@@ -34,6 +34,7 @@ for _path in (str(ROOT), str(ROOT / "benchmarks" / "grpo_speed_gpu"), str(HERE))
         sys.path.insert(0, _path)
 
 import estimate  # noqa: E402  (benchmarks/t4/estimate.py: the pure arithmetic, tested on a CPU)
+from grpo_gpu import versions  # noqa: E402  (benchmarks/grpo_speed_gpu: standard library at import)
 
 # Qwen2.5-1.5B-Instruct's config.json (the colab-t4 profile's model): q/k/v biases, tied embeddings.
 QWEN25_15B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
@@ -208,18 +209,6 @@ def grpo_steps(steps: int, tok_dir: Path, cap_gib: float) -> dict:
     return result
 
 
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {}
-    for d in ("torch", "triton", "transformers", "trl", "peft", "unsloth", "unsloth_zoo"):
-        try:
-            out[d] = md.version(d)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
 def table(res: dict) -> str:
     """The result as a markdown table."""
     card, t4 = res["device"], estimate.T4
@@ -274,7 +263,7 @@ def main(argv=None) -> dict:
     props = torch.cuda.get_device_properties(0)
     res = dict(device=torch.cuda.get_device_name(0), capability=list(torch.cuda.get_device_capability(0)),
                memory_gib=round(props.total_memory / 2**30, 1), is_t4=torch.cuda.get_device_capability(0) == (7, 5),
-               date=time.strftime("%Y-%m-%d", time.gmtime()), versions=_versions(), t4=estimate.T4,
+               date=time.strftime("%Y-%m-%d", time.gmtime()), versions=versions(("torch", "triton", "transformers", "trl", "peft", "unsloth", "unsloth_zoo")), t4=estimate.T4,
                efficiency=estimate.EFFICIENCY)
     res["bandwidth_gbs"] = round(copy_bandwidth_gbs(), 1)
     res["fp16_tflops"] = round(fp16_matmul_tflops(), 1)

@@ -52,10 +52,12 @@ def unsloth_path(hw) -> bool:
 
 
 def barrier() -> None:
-    """Wait for every process (a no-op without an initialised process group)."""
+    """Wait for every process; a no-op for one process, with or without a process group (vLLM and Unsloth start a
+    group of one on a single GPU, where NCCL's barrier warned "Guessing device ID based on global rank" after each
+    saved adapter: H100, 2026-12-06)."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         dist.barrier()
 
 
