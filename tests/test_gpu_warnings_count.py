@@ -23,6 +23,7 @@ DTYPE = "`torch_dtype` is deprecated! Use `dtype` instead!\n"
 BOTH = ("Both `max_new_tokens` (=256) and `max_length`(=8192) seem to have been set. `max_new_tokens` will take "
         "precedence. Please refer to the documentation for more information.\n")
 C10D = "[W1130 05:06:29.312285188 socket.cpp:207] [c10d] The hostname of the client socket cannot be retrieved. err=-3\n"
+NCCL = ("[rank0]:[W1206 22:44:13.763765140 ProcessGroupNCCL.cpp:5188] Guessing device ID based on global rank.\n")
 RETRY = "Unsloth: Retrying vLLM to process 72 sequences and 8192 tokens in tandem.\nError:\nNo available memory.\n"
 
 
@@ -54,7 +55,7 @@ def test_counts_by_kind_before_and_after(tmp_path):
     console = tmp_path / "before.console"
     console.write_text("grpo-notebooks run: profile gpu\n" + C10D * 2 + "  grpo step 1/300 | estimating time left\n")
     after_console = tmp_path / "after.console"
-    after_console.write_text("grpo-notebooks run: profile gpu\n  vLLM engine: the first start failed (...)\n")
+    after_console.write_text("grpo-notebooks run: profile gpu\n  vLLM engine: the first start failed (...)\n" + NCCL)
     done = subprocess.run([sys.executable, str(SCRIPT), str(before), str(after), "--console", str(console),
                            "--console", str(after_console)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -69,7 +70,8 @@ def test_counts_by_kind_before_and_after(tmp_path):
     assert rows["suite: engine start retried (its one line)"] == ["1", "2", "01 console |"]
     seed = "vLLM WARNING: The global random seed is set to #. Since VLLM_ENABLE_V#_MULTIPROCESSI"  # 70 characters
     assert rows[seed] == ["1", "1", "01 |"]  # an unnamed kind: grouped by its message
-    assert rows["**all**"] == ["18", "5", "|"]
+    assert rows["torch C++ warning: Guessing device ID based on global rank."] == ["0", "1", "console |"]  # [rank0]:
+    assert rows["**all**"] == ["18", "6", "|"]
     assert not any("only a value" in line for line in done.stdout.splitlines())  # results are not warnings
 
 

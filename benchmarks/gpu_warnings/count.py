@@ -35,7 +35,7 @@ KNOWN = [
 GENERIC = [
     ("{0}: {1}", re.compile(r"\b(\w*Warning): (.+)")),
     ("vLLM {0}: {1}", re.compile(r"^(WARNING|ERROR) \d\d-\d\d [\d:]+ \[[^\]]+\] (.+)")),
-    ("torch C++ warning: {0}", re.compile(r"^\[W\d{4} [\d:.]+ [\w.]+:\d+\] (.+)")),
+    ("torch C++ warning: {0}", re.compile(r"^(?:\[rank\d+\]:)?\[W\d{4} [\d:.]+ [\w.]+:\d+\] (.+)")),
 ]
 
 
@@ -56,6 +56,8 @@ def kind_of(line: str) -> str | None:
     'SyntaxWarning: invalid escape sequence (torchao)'
     >>> kind_of("WARNING 11-30 05:06:08 [envs.py:2096] Unknown vLLM environment variable detected: VLLM_ATTENTION_BACKEND")
     'vLLM: unknown environment variable VLLM_ATTENTION_BACKEND'
+    >>> kind_of("[rank0]:[W1206 22:44:13.763765140 ProcessGroupNCCL.cpp:5188] Guessing device ID based on global rank.")
+    'torch C++ warning: Guessing device ID based on global rank.'
     >>> kind_of("step 3/10 | reward 0.5") is None
     True
     """
@@ -81,22 +83,33 @@ def notebook_lines(path: Path) -> list[str]:
     return lines
 
 
-def count(run_dir: Path, console: Path | None = None) -> tuple[Counter, dict[str, set[str]]]:
-    """Counts per kind in one run folder, and where each kind was seen."""
-    counts: Counter = Counter()
-    where: dict[str, set[str]] = defaultdict(set)
-    sources = [(nb.name[:2], notebook_lines(nb)) for nb in sorted((run_dir / "notebooks").glob("*.ipynb"))]
+def sources(run_dir: Path, console: Path | None = None) -> list[tuple[str, list[str]]]:
+    """``(label, lines)`` of one run folder: each executed notebook (labelled by its number) and the console
+    (``console``), else ``run.log`` when there is one."""
+    found = [(nb.name[:2], notebook_lines(nb)) for nb in sorted((run_dir / "notebooks").glob("*.ipynb"))]
     log = console if console is not None else run_dir / "run.log"
     if log.exists():
-        sources.append(("console" if console is not None else "run.log",
-                        log.read_text(encoding="utf-8", errors="replace").splitlines()))
-    for label, lines in sources:
+        found.append(("console" if console is not None else "run.log",
+                      log.read_text(encoding="utf-8", errors="replace").splitlines()))
+    return found
+
+
+def tally(labelled: list[tuple[str, list[str]]]) -> tuple[Counter, dict[str, set[str]]]:
+    """Counts per kind over ``(label, lines)`` sources, and the labels each kind was seen in."""
+    counts: Counter = Counter()
+    where: dict[str, set[str]] = defaultdict(set)
+    for label, lines in labelled:
         for line in lines:
             kind = kind_of(line)
             if kind is not None:
                 counts[kind] += 1
                 where[kind].add(label)
     return counts, where
+
+
+def count(run_dir: Path, console: Path | None = None) -> tuple[Counter, dict[str, set[str]]]:
+    """Counts per kind in one run folder, and where each kind was seen."""
+    return tally(sources(run_dir, console))
 
 
 def table(runs: list[tuple[str, Counter, dict[str, set[str]]]]) -> str:
