@@ -40,7 +40,7 @@ def main(argv=None):
 
     applied = gpu_speed.apply(a.speed)
     import torch
-    from grpo_gpu import MODELS, SHAPES, decode_graph_stats, build, prompts
+    from grpo_gpu import MODELS, SHAPES, build, decode_graph_stats, prompts
     from transformers import GenerationConfig
     from unsloth import FastLanguageModel
     from unsloth.models import _decode_graphs
