@@ -208,7 +208,8 @@ def fake_trainer():
         logs["rewards"]["accuracy"].append(float(i % 2))
         logs["rewards"]["correctness"].append(float("nan"))
         logs["advantages"].append(0.5 - i % 2)
-    return SimpleNamespace(_logs=logs, reward_weights=SimpleNamespace(tolist=lambda: [0.0, 0.0, 2.0]))
+    return SimpleNamespace(_logs=logs, reward_weights=SimpleNamespace(tolist=lambda: [0.0, 0.0, 2.0]),
+                           remove_callback=lambda callback: None)
 
 
 def test_samples_from_trainer_logs():
@@ -262,10 +263,13 @@ def test_widget_draws_a_throttled_update_at_train_end(tmp_path, monkeypatch):
 
 
 def test_attach_binds_and_adds(tmp_path):
-    added = []
-    trainer = SimpleNamespace(add_callback=added.append, _logs={})
+    from transformers.trainer_callback import PrinterCallback
+
+    added, removed = [], []
+    trainer = SimpleNamespace(add_callback=added.append, remove_callback=removed.append, _logs={})
     cb = attach(trainer, tmp_path / "run", stage="sft", notebook=False)
     assert added == [cb] and cb.trainer is trainer
+    assert removed == [PrinterCallback]  # the dashboard prints each step: TRL's log dicts would print twice
     assert cb.metrics_path == (tmp_path / "run" / "sft" / "metrics.jsonl").resolve()
 
 

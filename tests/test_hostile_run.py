@@ -476,6 +476,21 @@ def test_a_bad_p_value_stops_the_command_before_any_notebook(tmp_path, monkeypat
     assert "give -p num_generations=<a good value> with --resume" in text
 
 
+def test_stage_checks_p_values_against_the_profile_before_running(tmp_path, monkeypatch):
+    """``grpo-notebooks stage 7`` (accelerate's entry) refuses a bad -p value as ``run`` does, before any cell."""
+    from helpers.run import stage
+
+    monkeypatch.setattr(stage, "run_notebook", lambda *a, **k: pytest.fail("a cell ran"))
+    for profile in (["--profile", "ci"], []):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["stage", "7", "--out", str(tmp_path / "run"), *profile, "-p", "grpo_steps=abc"])
+        assert "-p grpo_steps=abc: grpo_steps in 07_grpo_training.ipynb" in one_line(stop)
+    monkeypatch.setenv("GRPO_PROFILE", "bogus")
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["stage", "7", "--out", str(tmp_path / "run")])
+    assert "bogus" in one_line(stop)
+
+
 def test_a_gsm8k_dir_variable_without_the_split_a_notebook_reads_stops_the_command_first(tmp_path, monkeypatch):
     """$GRPO_GSM8K_DIR naming a folder with test.jsonl only: refused before notebook 01, not in notebook 04."""
     import papermill

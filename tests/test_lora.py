@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from helpers.model.lora import ALLOWED_RANKS, add_lora, linear_module_names, lora_delta, lora_state
+from helpers.runtime.hardware import detect
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +22,13 @@ def test_rank_64_on_all_linear_layers(fresh_model):
     assert report.trainable == 30 * per_layer
     assert 0 < report.percent < 50
     assert "trainable" in str(report) and "rank 64" in str(report)
+    # the default is the training stages' rule: recompute activations on a GPU only (a CPU run's are small)
+    assert peft_model.base_model.model.is_gradient_checkpointing == detect().cuda
+
+
+def test_gradient_checkpointing_when_asked(fresh_model):
+    model, _ = fresh_model
+    peft_model, _ = add_lora(model, gradient_checkpointing=True)
     assert peft_model.base_model.model.is_gradient_checkpointing
 
 

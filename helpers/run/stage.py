@@ -17,9 +17,10 @@ import os
 import time
 from pathlib import Path
 
-from helpers.run.checks import check_out, check_seed, parse_parameters
+from helpers.run.checks import UsageError, check_out, check_seed, parse_parameters
 from helpers.run.suite import notebooks_dir, select_notebooks
 from helpers.runtime.distributed import shutdown
+from helpers.runtime.profiles import check_profile, pick_profile
 
 
 class NotebookCodeError(ValueError):
@@ -86,7 +87,11 @@ def stage_command(notebook: str, out: str, *, profile: str | None = None, model:
     check_seed(seed)
     run_dir = check_out(out)
     declared = pm.inspect_notebook(str(path))
-    values = parse_parameters(list(params), {path.name: declared})[path.name]
+    try:  # the profile the -p ranges are read from: the one the notebook will pick
+        profile_name = check_profile(profile) if profile else pick_profile()
+    except ValueError as exc:  # an unknown name, or GRPO_PROFILE set to one
+        raise UsageError(str(exc)) from None
+    values = parse_parameters(list(params), {path.name: declared}, profile_name)[path.name]
     given = {"profile": profile, "run_dir": str(run_dir), "model_name": model, "seed": seed, "resume": resume}
     values.update({k: v for k, v in given.items() if v is not None and k in declared})
     namespace = run_notebook(path, values)
