@@ -226,7 +226,7 @@ class Shots:
 
 
 # The open notebook's cells from JupyterLab's own model (window.jupyterapp, --LabApp.expose_app_in_browser):
-# per code cell its source head, execution count, whether it is running or queued, and its error if any.
+# per code cell its source, execution count, whether it is running or queued, and its error if any.
 CELLS_JS = """() => {
   const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   if (!panel || !panel.content || !panel.content.model || !panel.sessionContext) return null;
@@ -238,7 +238,7 @@ CELLS_JS = """() => {
     if (c.type !== 'code') continue;
     const outputs = c.outputs.toJSON();
     const err = outputs.find(o => o.output_type === 'error');
-    cells.push({index: i, source: c.sharedModel.getSource().slice(0, 300), count: c.executionCount,
+    cells.push({index: i, source: c.sharedModel.getSource(), count: c.executionCount,
                 state: c.executionState || null,
                 error: err ? (err.ename + ': ' + err.evalue) : null});
   }
@@ -296,7 +296,7 @@ def finished(info: dict | None) -> tuple[bool, str | None]:
     """(done, error): all code cells executed, or one failed (Run All stops there)."""
     if not info:
         return False, None
-    err = next((f"cell {c['index']}: {c['error']}\n{c['source']}" for c in info["cells"] if c["error"]), None)
+    err = next((f"cell {c['index']}: {c['error']}\n{c['source'][:300]}" for c in info["cells"] if c["error"]), None)
     running = any(c["state"] == "running" for c in info["cells"])
     if info["kernel"] != "idle" or running:
         return False, None

@@ -389,6 +389,26 @@ def test_check_adapter_dir_and_load_adapter_refuse_it_too(case, trained_adapter)
     one_line_fix(err, needle)
 
 
+def test_a_trained_adapter_that_did_not_move_is_evaluated_with_a_warning(trained_adapter, caplog):
+    """GRPO steps without reward spread leave every lora_B at zero: save_trained's record (training.json, steps > 0)
+    tells that apart from a fresh LoRA passed off as trained; the adapter is used, with a warning."""
+    import json
+    import logging
+
+    from helpers.model.adapters import AdapterLoadError, check_adapter_dir
+
+    adapter = trained_adapter.sft_adapter
+    _resave(adapter / "adapter_model.safetensors", ADAPTER_DAMAGE["untrained (every lora_B zero)"][0])
+    for record in ({"stage": "grpo", "steps": 0}, {"stage": "grpo"}, "not json"):
+        (adapter / "training.json").write_text(record if isinstance(record, str) else json.dumps(record))
+        with pytest.raises(AdapterLoadError):
+            check_adapter_dir(adapter, trained=True)
+    (adapter / "training.json").write_text(json.dumps({"stage": "grpo", "steps": 3}))
+    with caplog.at_level(logging.WARNING):
+        check_adapter_dir(adapter, trained=True)
+    assert "3 training steps left every lora_B at zero" in caplog.text
+
+
 def test_an_adapter_on_fewer_layers_loads_into_the_all_linear_policy(tmp_path, tokenizer):
     """No false refusal: layers the adapter config does not target stay fresh (B = 0, as when saved)."""
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict

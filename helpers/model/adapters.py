@@ -4,6 +4,7 @@ load it onto a base model, or make an untrained demo adapter."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from helpers.model.lora import add_lora
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+TRAINING_RECORD = "training.json"  # written by helpers.save.adapter.save_trained beside the adapter
+
+log = logging.getLogger(__name__)
 
 
 class AdapterLoadError(RuntimeError):
@@ -69,10 +73,23 @@ def check_adapter_dir(adapter_dir: str | os.PathLike, *, trained: bool = False) 
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise AdapterLoadError(f"{weights} is corrupt or truncated ({reason}); "
                                "fix: save the adapter again, or copy the folder over once more.") from None
-    if (problem := weights_problem(tensors, config, trained=trained)) is not None:
+    steps = _recorded_steps(folder) if trained else 0
+    if (problem := weights_problem(tensors, config, trained=trained and not steps)) is not None:
         raise AdapterLoadError(f"{weights} is not a usable adapter: {problem}; fix: train and save the adapter again "
                                "(notebook 06 or 07), or pass the folder of a trained one.")
+    if steps and weights_problem(tensors, config, trained=True):  # trained, yet every lora_B still zero
+        log.warning("%s: its %d training steps left every lora_B at zero (no step had a gradient, e.g. no group with "
+                    "reward spread): it scores exactly as the model it started from", folder, steps)
     return config
+
+
+def _recorded_steps(folder: Path) -> int:
+    """The optimizer steps that ``save_trained``'s record beside the adapter says it was trained for (0: none)."""
+    try:
+        steps = json.loads((folder / TRAINING_RECORD).read_text(encoding="utf-8")).get("steps")
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else 0
 
 
 def load_adapter(base=None, adapter_dir: str | os.PathLike = None, *, adapter_name: str = "default",

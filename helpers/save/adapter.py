@@ -9,7 +9,7 @@ from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 from helpers.files.atomic import atomic_folder
-from helpers.model.adapters import check_adapter_dir, demo_adapter, load_adapter
+from helpers.model.adapters import TRAINING_RECORD, check_adapter_dir, demo_adapter, load_adapter
 from helpers.runtime.distributed import barrier, is_main_process, world_size
 
 
@@ -69,7 +69,7 @@ def save_adapter(model, tokenizer, dest: str | os.PathLike, *, info: dict | None
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
         if info is not None:
-            (staging / "training.json").write_text(json.dumps(info, indent=2, default=str))
+            (staging / TRAINING_RECORD).write_text(json.dumps(info, indent=2, default=str))
         if not (staging / "adapter_model.safetensors").exists():
             raise RuntimeError(f"saving wrote no adapter_model.safetensors to {staging}; fix: pass a PEFT (LoRA) model.")
     return dest
