@@ -61,6 +61,39 @@ def test_training_metrics_were_logged(run):
     assert any((run / "saved" / "merged_16bit").glob("*.safetensors"))
 
 
+def test_grpo_changed_what_it_must(run):
+    """Notebook 07 from the SFT warm-up, under the ci profile: every reward finite, some group with reward spread,
+    every LoRA weight moved from the SFT adapter it started from, a complete checkpoint, the adapter's record.
+    (Never the loss: with beta=0 it is the token-averaged advantage, ~0.)"""
+    import torch
+    from safetensors.torch import load_file
+
+    from helpers.runtime.profiles import profile_settings
+    from helpers.train.checkpoints import newest_checkpoint
+
+    nb = nbformat.read(run / "notebooks" / "07_grpo_training.ipynb", as_version=4)
+    said = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"policy: SFT adapter {run.resolve() / 'sft' / 'adapter'}" in said
+    rows = [json.loads(line) for line in (run / "grpo" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "reward" in r]
+    for row in rows:
+        assert math.isfinite(row["reward"]) and math.isfinite(row["reward_std"]), row
+        for name in ("strict_format_reward", "correctness_reward", "format_compliance", "accuracy"):
+            assert math.isfinite(row[f"rewards/{name}/mean"]), (name, row)
+    assert any(r["reward_std"] > 0 and r["frac_reward_zero_std"] < 1 for r in rows), rows
+    sft = load_file(run / "sft" / "adapter" / "adapter_model.safetensors")
+    grpo = load_file(run / "grpo" / "adapter" / "adapter_model.safetensors")
+    assert sft.keys() == grpo.keys() and all(not torch.equal(sft[k], grpo[k]) for k in sft)
+    last = newest_checkpoint(run / "grpo" / "checkpoints")
+    assert all((last / name).is_file() for name in ("trainer_state.json", "adapter_model.safetensors", "optimizer.pt"))
+    saved = load_file(last / "adapter_model.safetensors")
+    assert all(torch.equal(saved[k], grpo[k]) for k in grpo)  # the final adapter is the last step's weights
+    info = json.loads((run / "grpo" / "adapter" / "training.json").read_text())
+    steps = profile_settings("ci").grpo_steps
+    assert info["steps"] == steps == len(rows) and info["settings"]["grpo_steps"] == steps and not info["resumed_from"]
+    assert (run / "plots" / "grpo_dashboard.png").read_bytes().startswith(PNG)
+
+
 def test_report_has_the_evaluation_and_learning_tables(run):
     report = (run / "report.md").read_text()
     for model in ("base", "sft", "grpo"):

@@ -89,7 +89,11 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_resume_continues_a_killed_notebook_07(tmp_path, embedded_path):
-    """Also: --model reaches the real notebook (the adapter records its base model), and --resume reuses it."""
+    """SIGKILL notebook 07 after its first checkpoint and a logged step past it, with a save the kill interrupted
+    (a checkpoint folder without trainer_state.json); ``--resume`` continues from the last complete checkpoint: the
+    step count goes on, the metrics history is 1..N exactly once, and the final adapter holds the last
+    checkpoint's weights and loads. Also: --model reaches the real notebook (the adapter records its base model),
+    and --resume reuses it."""
     out, model = tmp_path / "run", tmp_path / "my-model"
     model.symlink_to(embedded_path)  # a folder of its own name, so the adapter's record shows which was loaded
     metrics, checkpoints = out / "grpo" / "metrics.jsonl", out / "grpo" / "checkpoints"
@@ -116,6 +120,10 @@ def test_resume_continues_a_killed_notebook_07(tmp_path, embedded_path):
             pytest.fail(f"the kernel {kernels} outlived the killed command")
     assert _steps(metrics)[:3] == [1, 2, 3] and not (out / "grpo" / "adapter").exists()
     assert json.loads((out / "state.json").read_text())["running"] == "07_grpo_training.ipynb"
+    killed_at = max(_steps(metrics))
+    partial = checkpoints / f"checkpoint-{killed_at + 1}"  # a save the kill interrupted: never resumed from
+    partial.mkdir()
+    (partial / "adapter_model.safetensors").write_bytes(b"half")
 
     again = subprocess.run(cli + ["--profile", "ci", "--out", str(out), "--to", "7"], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=120)
@@ -134,6 +142,26 @@ def test_resume_continues_a_killed_notebook_07(tmp_path, embedded_path):
     assert info["steps"] == 4 and info["resumed_from"].endswith("checkpoint-2")
     assert info["base_model"] == str(model)  # --model reached notebook 07's load_policy
     assert json.loads((out / "state.json").read_text())["completed"] == ["07_grpo_training.ipynb"]
+    said = [line for line in resumed.stdout.splitlines() if "GRPO resume" in line]  # helpers.train.checkpoints
+    assert said and "from checkpoint-2" in said[0], resumed.stdout[-2000:]
+    assert not partial.exists() or (partial / "trainer_state.json").is_file()  # removed, or written again whole
+    last = newest_checkpoint(checkpoints)
+    assert json.loads((last / "trainer_state.json").read_text())["global_step"] == 4
+    _final_adapter_is_the_last_checkpoint_and_loads(out / "grpo" / "adapter", last, model)
+
+
+def _final_adapter_is_the_last_checkpoint_and_loads(adapter: Path, last: Path, base_folder: Path) -> None:
+    import torch
+    from peft import PeftModel, get_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    final, saved = load_file(adapter / "adapter_model.safetensors"), load_file(last / "adapter_model.safetensors")
+    assert final.keys() == saved.keys() and all(torch.equal(final[k], saved[k]) for k in final)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_folder), adapter)
+    loaded = get_peft_model_state_dict(model)
+    assert loaded.keys() == final.keys() and all(torch.equal(loaded[k], final[k]) for k in final)
+    assert model.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=2, do_sample=False).shape == (1, 5)
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
