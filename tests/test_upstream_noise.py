@@ -45,6 +45,7 @@ if already_imported:
     warnings.warn(f"WARNING: Unsloth should be imported before [{', '.join(already_imported)}] to ensure all "
                   "optimizations are applied.", stacklevel=2)
 COMPILE_DISABLE_AT_IMPORT = os.environ.get("UNSLOTH_COMPILE_DISABLE")
+STANDBY_AT_IMPORT = os.environ.get("UNSLOTH_VLLM_STANDBY")  # unsloth_zoo reads it at import (expandable segments)
 '''
 
 H100 = ("Hardware(cuda=True, gpu_name='H100', cuda_capability=(9, 0), vram_gib=79.2, bf16=True, cpu_threads=16, "
@@ -55,7 +56,7 @@ def run_python(tmp_path, code: str) -> subprocess.CompletedProcess:
     (tmp_path / "unsloth").mkdir(exist_ok=True)
     (tmp_path / "unsloth" / "__init__.py").write_text(FAKE_UNSLOTH)
     env = {k: v for k, v in os.environ.items() if k not in ("GRPO_GPU_SPEED", "GRPO_PLAIN_TRL", "WORLD_SIZE",
-                                                             "UNSLOTH_COMPILE_DISABLE")}
+                                                             "UNSLOTH_COMPILE_DISABLE", *VLLM_ENV)}
     env.update(PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}", OMP_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-W", "always", "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=300)
@@ -73,6 +74,22 @@ def test_unsloth_is_imported_before_transformers_on_its_path(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "imported unsloth\n" in done.stdout and "should be imported before" not in done.stderr
     assert "compile disabled at import: 1" in done.stdout  # speed options (no vLLM: no_compile) came first
+
+
+@pytest.mark.parametrize("vllm, standby", [(True, "1"), (False, None)])
+def test_unsloth_imported_first_sees_vllms_standby_flag(tmp_path, vllm, standby):
+    """On an H100 (2026-12-07) notebook 01 failed with the suite's defaults: ``use_profile`` imported Unsloth before
+    ``load_model`` set UNSLOTH_VLLM_STANDBY=1, so unsloth_zoo had turned on ``expandable_segments`` and the engine's
+    start refused it. Where vLLM runs, the flag is set before that import; where it does not (a T4), it is not."""
+    done = run_python(tmp_path, f"""
+        from helpers.runtime.hardware import Hardware
+        from helpers.runtime.unsloth_first import import_unsloth_first
+        print(import_unsloth_first({H100.format(vllm=vllm)}, anywhere=True))
+        import unsloth
+        print("standby at import:", unsloth.STANDBY_AT_IMPORT)
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["imported unsloth", f"standby at import: {standby}"]
 
 
 def test_the_stand_in_warns_like_unsloth_when_transformers_comes_first(tmp_path):

@@ -177,10 +177,10 @@ def load_model(
         log.warning("%d process(es): loading with transformers + PEFT (Unsloth's open-source path trains on one GPU; "
                     "$GRPO_PLAIN_TRL asks for this path on one)", world_size())
     if unsloth:
-        apply(defaults(hw))  # environment options Unsloth reads at import (helpers.runtime.speed_options, measured defaults)
         use_vllm = hw.vllm if fast_inference is None else fast_inference
         if use_vllm:
             apply_vllm_env()  # before `import unsloth`: it reads UNSLOTH_VLLM_STANDBY at import (helpers.model.vllm_engine)
+        apply(defaults(hw))  # environment options Unsloth reads at import (helpers.runtime.speed_options, measured defaults)
         import unsloth  # noqa: F401  (must come before transformers' models are built)
         from unsloth import FastLanguageModel
 

@@ -7,13 +7,17 @@ H100 (2026-12-06): ``load_model`` reads the model's config with transformers bef
 :func:`import_unsloth_first`, called at the top of ``helpers.runtime.profiles.use_profile`` (the first thing
 every notebook does, before any cell imports transformers), imports it first. It does nothing off Unsloth's
 path (a CPU, several processes, ``$GRPO_PLAIN_TRL``) and, unless ``anywhere=True``, outside a Jupyter kernel,
-so ``grpo-notebooks run`` itself (which resolves the profile too) never imports Unsloth.
+so ``grpo-notebooks run`` itself (which resolves the profile too) never imports Unsloth. Where vLLM will
+run, it sets vLLM's environment first, as ``load_model`` does: imported without ``UNSLOTH_VLLM_STANDBY=1``,
+unsloth_zoo sets ``PYTORCH_ALLOC_CONF=expandable_segments:True`` and the engine's start then fails ("vLLM standby
+mode cannot start because `expandable_segments:True` is set", notebook 01 on an H100, 2026-12-07).
 """
 
 from __future__ import annotations
 
 import sys
 
+from helpers.model.vllm_engine import apply_vllm_env
 from helpers.runtime.distributed import unsloth_path
 from helpers.runtime.hardware import detect, in_notebook
 from helpers.runtime.speed_options import apply, defaults
@@ -25,7 +29,9 @@ PATCHED_BY_UNSLOTH = ("trl", "transformers", "peft")  # unsloth/_gpu_init.py's c
 def import_unsloth_first(hw=None, *, anywhere: bool = False) -> str:
     """Import ``unsloth`` now if this process will train through it (:func:`unsloth_path`) and runs in a Jupyter
     kernel (or ``anywhere``), after the environment options Unsloth reads at import
-    (``helpers.runtime.speed_options``) and the filters of :func:`quiet_upstream`; returns what it did."""
+    (``helpers.runtime.speed_options``), the filters of :func:`quiet_upstream` and, where vLLM will run, vLLM's
+    environment (``helpers.model.vllm_engine.VLLM_ENV``: its standby flag decides at import whether Unsloth turns
+    on ``expandable_segments``, which the engine's sleep mode then refuses); returns what it did."""
     if sys.modules.get("unsloth") is not None:
         return "unsloth was already imported"
     if not (anywhere or in_notebook()):
@@ -35,7 +41,9 @@ def import_unsloth_first(hw=None, *, anywhere: bool = False) -> str:
         return "skipped: this process does not train through Unsloth"
     late = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
     quiet_upstream()
-    apply(defaults(hw))
+    if hw.vllm:  # UNSLOTH_VLLM_STANDBY is read at import: set after it, vLLM's start refused (expandable_segments)
+        apply_vllm_env()
+    apply(defaults(hw))  # before the import (its qwen2_graphs option imports unsloth itself)
     import unsloth  # noqa: F401  (patches transformers, TRL and PEFT)
 
     return "imported unsloth" + (f" (after {', '.join(late)}: Unsloth warned)" if late else "")
