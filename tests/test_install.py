@@ -174,3 +174,39 @@ def test_unsloth_sees_standby_at_import_where_vllm_runs(monkeypatch, tmp_path, v
             loading.load_model(profile="gpu" if vllm else "colab-t4")
     finally:
         sys.modules.pop("unsloth", None)
+
+
+@pytest.mark.parametrize("raised, fix", [
+    ("Unsloth: vLLM standby mode cannot start because `expandable_segments:True` is set in PYTORCH_ALLOC_CONF.",
+     "fix: unset PYTORCH_CUDA_ALLOC_CONF / PYTORCH_ALLOC_CONF"),
+    ("CUDA error: no kernel image is available", "fix: pass fast_inference=False"),
+])
+def test_an_engine_that_cannot_start_is_one_line_naming_its_fix(monkeypatch, tmp_path, raised, fix):
+    """Unsloth 2026.10.9 refuses vLLM's standby mode where the allocator has expandable segments (a user's
+    PYTORCH_CUDA_ALLOC_CONF, or Unsloth imported before the standby flag was set): the fix is the variable, not
+    giving up vLLM; any other failed start still points at transformers' generation."""
+    from helpers.model import load as loading
+    from helpers.model.checks import ModelLoadError
+    from helpers.model.vllm_engine import VLLM_ENV
+    from helpers.runtime.hardware import Hardware
+
+    gpu = Hardware(cuda=True, gpu_name="GPU", cuda_capability=(9, 0), vram_gib=80.0, bf16=True, cpu_threads=2,
+                   colab=False, notebook=False, unsloth=True, vllm=True)
+    (tmp_path / "unsloth").mkdir()
+    (tmp_path / "unsloth" / "__init__.py").write_text(
+        "class FastLanguageModel:\n    @staticmethod\n    def from_pretrained(**kwargs):\n"
+        f"        raise RuntimeError({raised!r})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for key in VLLM_ENV:  # load_model sets them: absent again afterwards
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    monkeypatch.setattr(loading, "detect", lambda: gpu)
+    monkeypatch.setattr(loading, "_check_memory", lambda *a, **k: None)
+    try:
+        with pytest.raises(ModelLoadError) as err:
+            loading.load_model(profile="gpu")
+    finally:
+        sys.modules.pop("unsloth", None)
+    message = str(err.value)
+    assert "\n" not in message and "the vLLM engine could not start" in message and fix in message

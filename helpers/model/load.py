@@ -209,8 +209,11 @@ def load_model(
             if not use_vllm or isinstance(exc, (ModelLoadError, KeyboardInterrupt)):
                 raise
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            fix = ("unset PYTORCH_CUDA_ALLOC_CONF / PYTORCH_ALLOC_CONF (or drop its expandable_segments:True) and "
+                   "restart the kernel, or set UNSLOTH_VLLM_STANDBY=0 before anything imports unsloth"
+                   if "expandable_segments" in first else "pass fast_inference=False (transformers generates)")
             raise ModelLoadError(f"the vLLM engine could not start for {path} ({type(exc).__name__}: {first}); "
-                                 "fix: pass fast_inference=False (transformers generates).") from exc
+                                 f"fix: {fix}.") from exc
     else:
         model, tokenizer, info = _load_transformers(path, dtype, hw.cuda, trust_remote_code, allow_pickle)
         model.max_seq_length = max_seq_length
