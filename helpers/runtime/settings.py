@@ -36,7 +36,10 @@ class Settings:
     max_seq_length: int = _f("model", "prompt + completion tokens the model (and vLLM) is set up for; longer "
                                       "GRPO prompts are dropped from the dataset")
     lora_rank: int = _f("model", "LoRA rank on every linear layer (alpha = rank): 64 is the RL default")
-    gpu_memory_utilization: float = _f("model", "share of GPU memory vLLM may take (0: no vLLM on this profile)")
+    gpu_memory_utilization: float = _f("model", "share of GPU memory vLLM may take (0: no vLLM on this profile); "
+                                                "in Unsloth's standby mode (on where vLLM runs, unless "
+                                                "UNSLOTH_VLLM_STANDBY=0) Unsloth sets its own (0.88 on an 80 GB "
+                                                "H100), as vLLM sleeps while training runs")
     # -- SFT warm-up (notebook 06) -----------------------------------------------------------------------
     sft_steps: int = _f("sft", "SFT optimizer steps: a warm-up needs only enough to learn the format")
     sft_learning_rate: float = _f("sft", "SFT peak learning rate (linear decay after warm-up); 2e-4 is the "
