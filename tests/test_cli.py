@@ -152,7 +152,7 @@ def test_bad_run_folders_are_refused_before_anything_runs(tmp_path, nbs, monkeyp
 
 
 def test_json_files_are_written_atomically(tmp_path):
-    from helpers.run.checks import write_json
+    from helpers.run.state import write_json
 
     path = tmp_path / "timings.json"
     write_json(path, {"a": 1.0})

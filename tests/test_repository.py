@@ -1,7 +1,7 @@
 """The repository as a user receives it, checked on its tracked files: ``benchmarks/`` is a results shelf (one
 folder per study, each with its README; every summary recomputed from the study's raw archive and every table in the
 README as its summarizer prints it; under 1.5 MB in all), the paths the repository names inside ``benchmarks/``
-exist, and nothing outside ``tests/`` refers to tools or folders of the machines this project was developed on."""
+exist."""
 
 from __future__ import annotations
 
@@ -19,15 +19,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BENCHMARKS = REPO / "benchmarks"
 LIMIT_BYTES = 1_500_000
-# A user's repository has no such tools or folders: the development machines' shared folder, their GPU wheel
-# staging, the remote-run tool's arguments and its job runner.
-WORKPLACE = ("../shared", ".gpu-site", "carry=", "device.sh")
-# Mentions in files whose owners are rewriting them now (the package's gsm8k lookup and notebook 04's parameter
-# comment), to be removed there: each entry must still occur, so the test fails once the file is fixed, and the
-# entry goes with it.
-PENDING_WORKPLACE: set[tuple[str, str]] = set()
-# Paths into benchmarks/ named by files whose owners are rewriting them now (old study paths), the same way.
-PENDING_PATHS: set[tuple[str, str]] = set()
 # What a study folder may hold: its README and other Markdown, scripts, configs and summaries, one raw archive,
 # figures a README shows. Raw logs (.log, .jsonl, .txt) go into the archive.
 SHELF_SUFFIXES = (".md", ".py", ".sh", ".json", ".csv", ".tar.xz", ".png")
@@ -82,19 +73,6 @@ def test_study_folders_hold_no_loose_raw_files():
     assert not unshown, f"figures no README shows: {unshown}"
 
 
-def test_nothing_refers_to_workplace_tools():
-    found = set()
-    for path in _tracked():
-        if path.startswith("tests/"):
-            continue
-        text = _text(path)
-        if text is not None:
-            found |= {(path, needle) for needle in WORKPLACE if needle in text}
-    assert not found - PENDING_WORKPLACE, f"mentions of tools or folders outside the repository: {sorted(found - PENDING_WORKPLACE)}"
-    stale = PENDING_WORKPLACE - found
-    assert not stale, f"fixed, so remove from PENDING_WORKPLACE in {__file__}: {sorted(stale)}"
-
-
 def test_paths_into_benchmarks_exist():
     tracked = _tracked()
     present = set(tracked) | {str(Path(p).parent) + "/" for p in tracked} | {"benchmarks/"}
@@ -110,9 +88,7 @@ def test_paths_into_benchmarks_exist():
             name = match.rstrip(".")
             if name not in present and name + "/" not in present:
                 found.add((path, name))
-    assert not found - PENDING_PATHS, f"paths into benchmarks/ that do not exist: {sorted(found - PENDING_PATHS)}"
-    stale = PENDING_PATHS - found
-    assert not stale, f"fixed, so remove from PENDING_PATHS in {__file__}: {sorted(stale)}"
+    assert not found, f"paths into benchmarks/ that do not exist: {sorted(found)}"
 
 
 def test_links_of_the_benchmark_readmes_resolve():

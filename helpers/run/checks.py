@@ -5,22 +5,17 @@ Each check fails with :class:`UsageError`, one line naming the cause and the fix
 ``notebooks/``), ``--seed`` out of range, ``-p name=value`` for a name no selected notebook declares (the
 message lists the names that exist) or a value its parameter does not take, ``--model`` that is neither a
 model folder nor reachable on the hub, ``$GRPO_GSM8K_DIR`` set to a folder without the split a selected notebook
-reads (04: train, 08: test where the profile evaluates on GSM8K), an unreadable ``timings.json``/``state.json`` or a ``state.json``
-field of the wrong kind. ``-p`` values are typed as papermill's own ``-p`` types them (``True``/``False``/
+reads (04: train, 08: test where the profile evaluates on GSM8K). ``-p values are typed as papermill's own ``-p`` types them (``True``/``False``/
 ``None``, int, float, else text), then checked against the type of the parameter's default in the notebook
 (a float parameter takes ``1`` as ``1.0``; a text parameter keeps ``16`` as text); a parameter in
 ``helpers.run.params.PARAMS`` (every one whose default is ``None``, and those with a range) is checked
 against its entry instead: type, range or choices, an existing path.
-
-``<run>/state.json`` records the options of the run and which notebooks completed; ``--resume`` reads
-it to skip what finished and to reuse the options (checked again: a bad value it replays is refused,
-naming the file). It and ``timings.json`` are written atomically.
+The run folder's own files (``state.json``, ``timings.json``) are read and written by ``helpers.run.state``.
 """
 
 from __future__ import annotations
 
 import ast
-import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -29,7 +24,6 @@ from typing import Any
 
 from helpers.data.gsm8k import GSM8K_DIR_ENV, check_gsm8k_path, default_gsm8k_dir
 from helpers.data.rows import DataUnavailableError
-from helpers.files.atomic import atomic_write
 from helpers.model.checks import ModelLoadError
 from helpers.model.embedded import EMBEDDED_MODEL
 from helpers.model.folder import check_model_folder
@@ -38,7 +32,6 @@ from helpers.run.params import PARAMS, ParamError, check_together, check_value
 from helpers.runtime.hardware import hub_reachable
 from helpers.runtime.profiles import profile_settings
 
-STATE_NAME, TIMINGS_NAME = "state.json", "timings.json"
 SEED_MAX = 2**32 - 1  # numpy's and torch's seed range
 # Parameters the command sets itself: give them with the option instead of -p.
 RESERVED = {"profile": "--profile", "run_dir": "--out", "model_name": "--model", "seed": "--seed",
@@ -203,65 +196,6 @@ def _replayed(stored: Path | None, name: str) -> str:
         return ""
     return (f" (this value is replayed from {stored} by --resume: give -p {name}=<a good value> with --resume to "
             "replace it)")
-
-
-# ---------------------------------------------------------------------------------------------
-# Files of the run folder
-# ---------------------------------------------------------------------------------------------
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (``helpers.files.atomic.atomic_write``); nothing is written if
-    it does not serialise."""
-    atomic_write(path, json.dumps(data, indent=2))
-
-def read_json(path: Path, what: str) -> dict:
-    """``path``'s JSON object, ``{}`` if there is none; refused with the fix when it cannot be read."""
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError(f"a JSON {type(data).__name__}, not an object")
-    except (OSError, ValueError) as exc:
-        cause = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise UsageError(f"{path} is not readable JSON ({cause}); fix: move it away ({what}; the run can "
-                         "go on without it) or use another --out.") from None
-    return data
-
-
-def read_timings(run_dir: Path) -> dict[str, float]:
-    data = read_json(run_dir / TIMINGS_NAME, "it holds only the seconds per notebook")
-    if not all(isinstance(v, int | float) for v in data.values()):
-        raise UsageError(f"{run_dir / TIMINGS_NAME} holds something other than seconds per notebook; "
-                         "fix: move it away or use another --out.")
-    return data
-
-
-_STATE_FIELDS = {  # field: (check, what it must be)
-    "profile": (lambda v: v is None or isinstance(v, str), "a profile name or null"),
-    "model": (lambda v: v is None or isinstance(v, str), "a model name or folder, or null"),
-    "seed": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an integer or null"),
-    "first": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "a notebook number or null"),
-    "last": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "a notebook number or null"),
-    "params": (lambda v: isinstance(v, list) and all(isinstance(p, str) and "=" in p for p in v),
-               'a list of "name=value" texts'),
-    "completed": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of notebook names"),
-    "running": (lambda v: v is None or isinstance(v, str), "a notebook name or null"),
-    "failed": (lambda v: v is None or isinstance(v, str), "a notebook name or null"),
-}
-
-
-def read_state(run_dir: Path) -> dict:
-    """``<run>/state.json`` (``{}`` if there is none), each field checked: a damaged one is refused in one line."""
-    path = run_dir / STATE_NAME
-    state = read_json(path, "it records the options and the completed notebooks, for --resume")
-    for name, (ok, expected) in _STATE_FIELDS.items():
-        if name in state and not ok(state[name]):
-            raise UsageError(f"{path} is damaged: {name} is {json.dumps(state[name])[:60]}, not {expected}; fix: "
-                             "correct or move away that file, then run without --resume (--from N skips the notebooks "
-                             "that finished), or use another --out.")
-    return state
 
 
 # ---------------------------------------------------------------------------------------------

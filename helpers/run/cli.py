@@ -25,6 +25,7 @@ from helpers.run.info import optional_parts
 from helpers.run.params import PARAMS
 from helpers.run.report import RunFolderError
 from helpers.run.stage import stage_command
+from helpers.run.state import read_timings
 from helpers.run.suite import _summary, notebooks_dir, run_suite, select_notebooks
 from helpers.runtime.hardware import describe
 from helpers.runtime.profiles import PROFILES, ProfileError, pick_profile
@@ -46,7 +47,7 @@ def report_command(run_dir: str) -> int:
     if not any((path / name).exists() for name in ("timings.json", "eval", "grpo", "sft")):
         raise rc.UsageError(f"{run_dir} holds no run (no timings.json, eval/, grpo/ or sft/); "
                             "fix: pass the --out folder of a grpo-notebooks run.")
-    rc.read_timings(path.resolve())
+    read_timings(path.resolve())
     text = _summary(path.resolve(), None)  # a file it cannot read or write: one line naming it (RunFolderError)
     print((path.resolve() / "report.md").read_text(encoding="utf-8"))
     print(text)

@@ -16,6 +16,7 @@ from helpers.run.executed import atomic_notebook_saves
 from helpers.run.params import PARAMS
 from helpers.run.progress import LOG_NAME, Follower, RunLog
 from helpers.run.report import RunFolderError, summary, write_report
+from helpers.run.state import STATE_NAME, TIMINGS_NAME, read_state, read_timings, write_json
 from helpers.runtime.hardware import detect
 from helpers.runtime.profiles import profile_settings, use_profile
 from helpers.train.checkpoints import CheckpointsExistError, check_checkpoints
@@ -97,11 +98,11 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
         raise rc.UsageError(f"--resume: {run_dir} does not exist; fix: pass the --out folder of the run to continue.")
     with ExitStack() as held:
         lock = _lock(run_dir, out, held) if run_dir.is_dir() else None  # before reading what another run writes
-        timings, state = rc.read_timings(run_dir), rc.read_state(run_dir)
+        timings, state = read_timings(run_dir), read_state(run_dir)
         replayed: dict[str, Path] = {}
         if resume:
             if not state:
-                raise rc.UsageError(f"{run_dir} has no {rc.STATE_NAME} (or an empty one): no run of this command to "
+                raise rc.UsageError(f"{run_dir} has no {STATE_NAME} (or an empty one): no run of this command to "
                                     "resume there; fix: leave out --resume (and use --from N to skip notebooks that "
                                     "finished).")
             profile = profile or state.get("profile")
@@ -111,7 +112,7 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
             last = last if last is not None else state.get("last")
             given = {p.partition("=")[0].strip() for p in params}
             kept = [p for p in state.get("params", []) if p.partition("=")[0].strip() not in given]
-            replayed = {p.partition("=")[0].strip(): run_dir / rc.STATE_NAME for p in kept}
+            replayed = {p.partition("=")[0].strip(): run_dir / STATE_NAME for p in kept}
             params = kept + list(params)
         try:
             profile = use_profile(profile)
@@ -159,7 +160,7 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
                     f"{chosen[0].name}" + (f" with {' '.join('-p ' + p for p in params)}" if params else ""))
             state = {"profile": profile, "model": model, "seed": seed, "params": list(params), "first": first,
                      "last": last, "completed": completed, "running": None, "failed": None}
-            rc.write_json(run_dir / rc.STATE_NAME, state)
+            write_json(run_dir / STATE_NAME, state)
             given_values = {"profile": profile, "run_dir": str(run_dir), "seed": seed, "model_name": model_name,
                             "resume": mode}
             _execute(pm, chosen, declared, values, given_values, run_dir, out, source, log, timings, state, profile)
@@ -185,7 +186,7 @@ def _execute(pm, chosen: list[Path], declared: dict, values: dict, given: dict, 
         log(f"[{i}/{len(chosen)}] {nb.name} ...")
         state["completed"] = [c for c in state["completed"] if c[:2] < nb.name[:2]]  # later ones are stale now
         state["running"], state["failed"] = nb.name, None
-        rc.write_json(run_dir / rc.STATE_NAME, state)
+        write_json(run_dir / STATE_NAME, state)
         parameters = {k: v for k, v in given.items() if k in declared[nb.name] and v is not None}
         parameters.update(values[nb.name])
         try:
@@ -195,9 +196,9 @@ def _execute(pm, chosen: list[Path], declared: dict, values: dict, given: dict, 
         except (Exception, KeyboardInterrupt) as exc:  # papermill raises PapermillExecutionError (cell, error)
             timings[nb.name] = round(time.perf_counter() - start, 1)
             state["running"], state["failed"] = None, nb.name
-            for name, data in ((rc.TIMINGS_NAME, timings), (rc.STATE_NAME, state)):
+            for name, data in ((TIMINGS_NAME, timings), (STATE_NAME, state)):
                 try:  # best effort: on a full disk these fail too, and must not hide why the run stopped
-                    rc.write_json(run_dir / name, data)
+                    write_json(run_dir / name, data)
                 except OSError:
                     pass
             log.close_bar()
@@ -213,10 +214,10 @@ def _execute(pm, chosen: list[Path], declared: dict, values: dict, given: dict, 
             log(line, echo=False)
             raise SystemExit(line) from None
         timings[nb.name] = round(time.perf_counter() - start, 1)
-        rc.write_json(run_dir / rc.TIMINGS_NAME, timings)
+        write_json(run_dir / TIMINGS_NAME, timings)
         state["completed"].append(nb.name)
         state["running"] = None
-        rc.write_json(run_dir / rc.STATE_NAME, state)
+        write_json(run_dir / STATE_NAME, state)
         log(f"[{i}/{len(chosen)}] {nb.name} done in {timings[nb.name]:.1f} s")
 
 
