@@ -388,3 +388,16 @@ def test_score_table():
                                              "closeness", "format_compliance", "accuracy", "lenient_accuracy", "reward"]
     assert "3.50" in table and "no reasoning" in table
     assert format_table([]) == ""
+
+
+def test_scores_take_a_datasets_column_as_one_answer_per_completion():
+    """Notebook 05 scores the reference solutions with ``ds["answer"]``, a ``datasets`` ``Column`` (datasets 4):
+    read as one value repeated, every gold answer was the whole column and the solutions scored 0 correctness."""
+    from helpers.data.synthetic import synthetic_dataset
+
+    ds = synthetic_dataset(12, seed=0)
+    scores = reward_functions().scores([c[0]["content"] for c in ds["completion"]], ds["answer"])
+    assert scores["correctness_reward"] and all(s > 0 for s in scores["correctness_reward"])
+    assert scores["accuracy"] == [1.0] * 12
+    single = reward_functions().scores([ds["completion"][0][0]["content"]] * 2, ds["answer"][0])
+    assert single["accuracy"] == [1.0, 1.0]  # one value is repeated

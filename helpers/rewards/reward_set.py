@@ -35,7 +35,9 @@ class RewardSet(NamedTuple):
         rewards: one ``answer`` (or other column value) per completion; a single value is repeated."""
         completions = list(completions)
         columns["answer"] = answer
-        columns = {k: list(v) if isinstance(v, (list, tuple)) else [v] * len(completions) for k, v in columns.items()}
+        # one value (text, a number, None) is repeated; any other column (a list, a datasets ``Column``) is listed
+        columns = {k: [v] * len(completions) if v is None or isinstance(v, (str, bytes, int, float)) else list(v)
+                   for k, v in columns.items()}
         out = {f.__name__: f(completions=completions, **columns) for f in self.funcs}
         n = len(next(iter(out.values()), []))
         out["reward"] = [sum(w * out[f.__name__][i] for f, w in zip(self.funcs, self.weights, strict=True)) for i in range(n)]
