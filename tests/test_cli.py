@@ -146,6 +146,9 @@ def test_bad_run_folders_are_refused_before_anything_runs(tmp_path, nbs, monkeyp
     (readonly / "timings.json").write_text('{"01_a.ipynb": 1.5,')  # cut short
     with pytest.raises(SystemExit, match="timings.json is not readable JSON .*fix: move it away"):
         cli.main(["run", "--profile", "ci", "--out", str(readonly)])
+    (readonly / "timings.json").write_text('{"01_a.ipynb": true}')  # not seconds: refused before, as report does
+    with pytest.raises(SystemExit, match="timings.json holds something other than seconds per notebook"):
+        cli.main(["run", "--profile", "ci", "--out", str(readonly)])
     monkeypatch.setenv("GRPO_PROFILE", "bogus")
     with pytest.raises(SystemExit, match="GRPO_PROFILE='bogus' is not a profile"):
         cli.main(["run", "--out", str(tmp_path / "x")])

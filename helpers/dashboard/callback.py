@@ -5,7 +5,7 @@ On every ``on_log`` the callback
 - normalises the metric keys of either TRL generation to one canonical set (``canonical_key``);
 - appends one JSON object (``step``, ``epoch``, ``time``, ``elapsed_s`` and every numeric value) to
   ``<run>/<stage>/metrics.jsonl``, flushed and fsync'ed per line, so a killed run loses nothing logged;
-- in a notebook, refreshes an ipywidgets dashboard in place (header with step/total, elapsed, ETA; the
+- in a notebook, refreshes an ipywidgets dashboard in place (header with step/total, seconds per step, time left and elapsed; the
   curves as a PNG image; the latest sample completions with their scores), at most once per
   ``min_redraw_s`` and always at the end; without a widget front end it prints one compact line instead;
 - every ``plot_every`` log steps and at the end of training, writes the curves as PNGs to ``<run>/plots/``
@@ -21,10 +21,9 @@ checkpoint's step, 0 on a fresh start) are cut, since the trainer will log those
 as it was before the cut is kept as ``metrics.jsonl.prev``. ``read_metrics`` also merges records of
 the same step (later values win), so a history read from any file has one row per step.
 
-Here: the callback, its console line / widget header (``summary_line``), the sample table and ``attach``.
-The metric names and the ``metrics.jsonl`` history are ``helpers.dashboard.metrics``'s, the PNG curves
-``helpers.dashboard.plots``'; their public names are re-exported here (``from helpers.dashboard import
-read_metrics, plot_metrics``).
+Here: the callback and ``attach``. The console line / widget header (``summary_line``) and the sample table
+are ``helpers.dashboard.text``'s, the metric names and the ``metrics.jsonl`` history
+``helpers.dashboard.metrics``'s, the PNG curves ``helpers.dashboard.plots``'.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from helpers.dashboard.metrics import Panels, _read_lines, canonical, truncate_metrics
 from helpers.dashboard.pace import StepPace, hms
@@ -122,8 +121,6 @@ class DashboardCallback(TrainerCallback):
         ``_textual_logs`` before 1.0; callbacks are not given the trainer), and take over the console: the
         trainer's ``PrinterCallback`` (every log printed as a dict) is removed, since the dashboard prints or
         draws each step. Returns self."""
-        from transformers.trainer_callback import PrinterCallback  # heavy: only once a trainer exists
-
         self.trainer = trainer
         trainer.remove_callback(PrinterCallback)
         return self

@@ -26,7 +26,7 @@ from helpers.dashboard.pace import StepPace, hms
 # Text: console line, header, sample table
 
 
-def _fmt(value: float | None) -> str:
+def short_number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
@@ -51,17 +51,17 @@ def summary_line(row: Mapping[str, Any], panels: Panels | None = None, total: in
     parts = [("eval " if is_eval else "") + f"step {row.get('step', '?')}" + (f"/{total}" if total else "")]
     if vals.get(REWARD) is not None:
         std = vals.get(REWARD_STD)
-        parts.append(f"reward {_fmt(vals[REWARD])}" + (f" ± {_fmt(std)}" if std is not None else ""))
+        parts.append(f"reward {short_number(vals[REWARD])}" + (f" ± {short_number(std)}" if std is not None else ""))
     for panel, label in (("format", "format"), ("accuracy", "acc")):
         found = panels.match(panel, names)
         if found and vals.get(f"rewards/{found[0]}/mean") is not None:
-            parts.append(f"{label} {_fmt(vals[f'rewards/{found[0]}/mean'])}")
+            parts.append(f"{label} {short_number(vals[f'rewards/{found[0]}/mean'])}")
     if vals.get(LENGTH) is not None:
         clip = vals.get(CLIPPED)
-        parts.append(f"len {vals[LENGTH]:.1f}" + (f" (clip {_fmt(clip)})" if clip is not None else ""))
+        parts.append(f"len {vals[LENGTH]:.1f}" + (f" (clip {short_number(clip)})" if clip is not None else ""))
     for key, label in ((KL, "kl"), (ENTROPY, "ent"), (LOSS, "loss"), (LR, "lr")):
         if vals.get(key) is not None and not (key == LOSS and REWARD in vals):
-            parts.append(f"{label} {_fmt(vals[key])}")
+            parts.append(f"{label} {short_number(vals[key])}")
     if vals.get("train_runtime") is not None:
         parts.append(f"done in {hms(vals['train_runtime'])}")
     elif pace is not None and not is_eval:
@@ -122,8 +122,8 @@ def samples_html(samples: Sequence[Mapping[str, Any]], max_chars: int = 1200) ->
     head += "".join(f"<th {num}>{html.escape(h).replace('_', '_<wbr>')}</th>" for h in [*names, "total", "advantage"])
     body = "".join(
         f"<tr><td {prompt}>{cut(s['prompt'], 200)}</td><td {completion}>{cut(s['completion'], max_chars)}</td>"
-        + "".join(f"<td {num}>{_fmt(s['rewards'].get(n))}</td>" for n in names)
-        + f"<td {num}><b>{_fmt(s['total'])}</b></td><td {num}>{_fmt(s.get('advantage'))}</td></tr>"
+        + "".join(f"<td {num}>{short_number(s['rewards'].get(n))}</td>" for n in names)
+        + f"<td {num}><b>{short_number(s['total'])}</b></td><td {num}>{short_number(s.get('advantage'))}</td></tr>"
         for s in samples
     )
     return (f'<table style="border-collapse:collapse;line-height:1.35;font-size:12px"><thead><tr>{head}</tr></thead>'

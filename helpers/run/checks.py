@@ -1,11 +1,11 @@
-"""What ``grpo-notebooks run`` checks before any notebook runs, and the run folder's state.
+"""What ``grpo-notebooks run`` checks before any notebook runs.
 
 Each check fails with :class:`UsageError`, one line naming the cause and the fix: the run folder
 (``--out`` empty, a file, not writable, or where the executed notebooks would overwrite the suite's own
 ``notebooks/``), ``--seed`` out of range, ``-p name=value`` for a name no selected notebook declares (the
 message lists the names that exist) or a value its parameter does not take, ``--model`` that is neither a
 model folder nor reachable on the hub, ``$GRPO_GSM8K_DIR`` set to a folder without the split a selected notebook
-reads (04: train, 08: test where the profile evaluates on GSM8K). ``-p values are typed as papermill's own ``-p`` types them (``True``/``False``/
+reads (04: train, 08: test where the profile evaluates on GSM8K). ``-p`` values are typed as papermill's own ``-p`` types them (``True``/``False``/
 ``None``, int, float, else text), then checked against the type of the parameter's default in the notebook
 (a float parameter takes ``1`` as ``1.0``; a text parameter keeps ``16`` as text); a parameter in
 ``helpers.run.params.PARAMS`` (every one whose default is ``None``, and those with a range) is checked
@@ -71,7 +71,7 @@ def check_gsm8k_env(notebooks: list[str], profile: str) -> None:
 
 
 def check_out(out: str | os.PathLike) -> Path:
-    """The run folder's absolute path, refused when it is a file or cannot be written; not created here
+    """The run folder's absolute path, refused when it is empty, a file or cannot be written; not created here
     (the caller creates it once every check passed)."""
     if not str(out).strip():
         raise UsageError("--out is empty; fix: pass a run folder, e.g. --out runs/default (or leave --out out: "

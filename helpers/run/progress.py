@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from helpers.dashboard.pace import StepPace
+from helpers.dashboard.text import short_number
 from helpers.runtime.notices import NOTICES_NAME
 
 LOG_NAME = "run.log"
@@ -88,10 +89,6 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
 def training_line(stage: str, row: Mapping[str, Any], total: int | None, pace: StepPace) -> str:
     """One line for a logged training step (GRPO: reward, format compliance, accuracy; SFT: loss), with the
     pace of :class:`helpers.dashboard.pace.StepPace` (fed the record's ``elapsed_s``, else its ``time``).
@@ -103,10 +100,10 @@ def training_line(stage: str, row: Mapping[str, Any], total: int | None, pace: S
     step = int(row["step"])
     parts = [f"{stage} step {step}/{total}" if total else f"{stage} step {step}"]
     if stage == "grpo":
-        parts += [f"reward {_num(row.get('reward'))}", f"format {_pct(row.get('rewards/format_compliance/mean'))}",
+        parts += [f"reward {short_number(row.get('reward'))}", f"format {_pct(row.get('rewards/format_compliance/mean'))}",
                   f"accuracy {_pct(row.get('rewards/accuracy/mean'))}"]
     elif row.get("loss") is not None:
-        parts.append(f"loss {_num(row['loss'])}")
+        parts.append(f"loss {short_number(row['loss'])}")
     clock = row.get("elapsed_s")
     pace.update(step, float(clock if clock is not None else row.get("time", time.time())))
     parts.append(pace.text(total))

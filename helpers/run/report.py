@@ -21,6 +21,7 @@ from helpers.evaluate.scoring import change_lines
 from helpers.files.atomic import atomic_write
 from helpers.files.disk import disk_error
 from helpers.files.runs import RunLayout
+from helpers.run.state import seconds_per_notebook
 from helpers.runtime.hardware import describe
 from helpers.runtime.profiles import pick_profile
 from helpers.train.curves import learning_summary
@@ -93,8 +94,7 @@ def _timings(path: Path) -> dict[str, float] | None:
         data = json.loads(text) if text is not None else None
     except ValueError:
         data = []
-    if data is not None and not (isinstance(data, dict) and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in data.values())):
+    if data is not None and not seconds_per_notebook(data):
         raise RunFolderError(f"{path} holds something other than seconds per notebook; fix: move it away.")
     return data
 

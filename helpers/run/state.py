@@ -35,9 +35,14 @@ def read_json(path: Path, what: str) -> dict:
     return data
 
 
+def seconds_per_notebook(data: Any) -> bool:
+    """Whether ``data`` is what ``timings.json`` holds: an object of numbers (``true`` is not a number)."""
+    return isinstance(data, dict) and all(isinstance(v, int | float) and not isinstance(v, bool) for v in data.values())
+
+
 def read_timings(run_dir: Path) -> dict[str, float]:
     data = read_json(run_dir / TIMINGS_NAME, "it holds only the seconds per notebook")
-    if not all(isinstance(v, int | float) for v in data.values()):
+    if not seconds_per_notebook(data):
         raise UsageError(f"{run_dir / TIMINGS_NAME} holds something other than seconds per notebook; "
                          "fix: move it away or use another --out.")
     return data
