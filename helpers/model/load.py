@@ -30,7 +30,6 @@ from helpers.model.tokenizer import fix_tokenizer
 from helpers.model.vllm_engine import (
     VLLM_START_TIMEOUT_ENV,
     EngineStartTimeout,
-    apply_vllm_env,
     engine_deadline,
     gpu_memory_share,
     vllm_start_timeout,
@@ -39,7 +38,7 @@ from helpers.model.vllm_engine import (
 from helpers.runtime.distributed import local_rank, unsloth_path, world_size
 from helpers.runtime.hardware import detect, hub_reachable
 from helpers.runtime.profiles import pick_profile, profile_settings
-from helpers.runtime.speed_options import apply, defaults
+from helpers.runtime.unsloth_first import prepare_unsloth_import
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +177,7 @@ def load_model(
                     "$GRPO_PLAIN_TRL asks for this path on one)", world_size())
     if unsloth:
         use_vllm = hw.vllm if fast_inference is None else fast_inference
-        if use_vllm:
-            apply_vllm_env()  # before `import unsloth`: it reads UNSLOTH_VLLM_STANDBY at import (helpers.model.vllm_engine)
-        apply(defaults(hw))  # environment options Unsloth reads at import (helpers.runtime.speed_options, measured defaults)
+        prepare_unsloth_import(hw, use_vllm=use_vllm)
         import unsloth  # noqa: F401  (must come before transformers' models are built)
         from unsloth import FastLanguageModel
 

@@ -26,6 +26,18 @@ from helpers.runtime.upstream_noise import quiet_upstream
 PATCHED_BY_UNSLOTH = ("trl", "transformers", "peft")  # unsloth/_gpu_init.py's critical_modules
 
 
+def prepare_unsloth_import(hw, *, use_vllm: bool) -> None:
+    """What must be set before ``import unsloth`` (here and in ``helpers.model.load.load_model``): the filters of
+    :func:`quiet_upstream`, vLLM's environment where vLLM will run (Unsloth reads ``UNSLOTH_VLLM_STANDBY`` at
+    import; set later, the engine's start is refused for ``expandable_segments``), then the speed options
+    (``helpers.runtime.speed_options``; its qwen2_graphs option imports unsloth itself)."""
+    if use_vllm:
+        apply_vllm_env()  # installs quiet_upstream's filters too
+    else:
+        quiet_upstream()
+    apply(defaults(hw))
+
+
 def import_unsloth_first(hw=None, *, anywhere: bool = False) -> str:
     """Import ``unsloth`` now if this process will train through it (:func:`unsloth_path`) and runs in a Jupyter
     kernel (or ``anywhere``), after the environment options Unsloth reads at import
@@ -40,10 +52,7 @@ def import_unsloth_first(hw=None, *, anywhere: bool = False) -> str:
     if not unsloth_path(hw):
         return "skipped: this process does not train through Unsloth"
     late = [name for name in PATCHED_BY_UNSLOTH if name in sys.modules]
-    quiet_upstream()
-    if hw.vllm:  # UNSLOTH_VLLM_STANDBY is read at import: set after it, vLLM's start refused (expandable_segments)
-        apply_vllm_env()
-    apply(defaults(hw))  # before the import (its qwen2_graphs option imports unsloth itself)
+    prepare_unsloth_import(hw, use_vllm=hw.vllm)
     import unsloth  # noqa: F401  (patches transformers, TRL and PEFT)
 
     return "imported unsloth" + (f" (after {', '.join(late)}: Unsloth warned)" if late else "")
