@@ -116,18 +116,6 @@ def test_newest_checkpoint_skips_half_written_ones(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def metric_steps(path: Path) -> list[int]:
-    """The step of every training-step record in a raw metrics.jsonl (the end-of-training summary,
-    logged at the last step with ``train_runtime`` and no ``loss``, is not a step record)."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:  # a line the kill cut short
-            continue
-    return [r["step"] for r in records if "loss" in r]
-
-
 BROKEN_REWARDS = """
 def broken_reward(completions, **kwargs):
     raise KeyError("solution")

@@ -35,13 +35,13 @@ log = logging.getLogger(__name__)
 def load_problems(split: str = "train", *, path: str | os.PathLike | None = None, n: int = 1000, seed: int = 0,
                   difficulty: int | tuple[int, ...] = LEVELS, fmt: ReasoningFormat = DEFAULT_FORMAT,
                   system: str | None = None, limit: int | None = None):
-    """GSM8K from ``path``, else from the local copy (:func:`default_gsm8k_dir`), else from the hub, else ``n``
+    """GSM8K from ``path``, else from ``$GRPO_GSM8K_DIR`` (:func:`default_gsm8k_dir`), else from the hub, else ``n``
     synthetic problems; returns ``(dataset, source)`` where ``source`` says which one was used, and why.
 
-    A path you name (``path``, or ``$GRPO_GSM8K_DIR``) or a local copy that is found must be usable: missing,
+    A path you name (``path``, or ``$GRPO_GSM8K_DIR``) must be usable: missing,
     unreadable, not UTF-8, without ``<split>.jsonl`` or without a usable row, it is refused with a one-line
     :class:`DataUnavailableError` (:func:`check_gsm8k_path` checks a path before any work starts). Only
-    when no path is given, no local copy exists and the hub cannot be reached or read do synthetic
+    when no path is given and the hub cannot be reached or read do synthetic
     problems stand in; the warning and ``source`` say so."""
     folder = path if path is not None else default_gsm8k_dir()
     if folder is not None:

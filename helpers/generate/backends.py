@@ -86,7 +86,7 @@ def forced_backend() -> str | None:
         return None
     if raw not in BACKENDS:
         raise ValueError(f"{BACKEND_ENV}={raw!r} is not a rollout backend; fix: one of {', '.join(BACKENDS)}, "
-                         "or unset it (the rule in helpers.generate.completions picks one).")
+                         "or unset it (the rule in helpers.generate.backends picks one).")
     return raw
 
 

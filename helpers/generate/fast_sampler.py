@@ -27,12 +27,12 @@ compile or launch on this GPU, a graph that cannot be captured, out of memory), 
 so in one line on stderr, frees the sampler's cache and generates with the model's own ``generate`` from then on
 (``FastSampler.failed``); ``probe()`` makes such a failure show before training starts.
 
-``install(model)`` puts the sampler in front of ``model.generate`` (the PEFT model TRL's ``GRPOTrainer``
+``helpers.generate.sampler_install.install(model)`` puts the sampler in front of ``model.generate`` (the PEFT model TRL's ``GRPOTrainer``
 generates with); ``uninstall(model)`` removes it. The KV cache and the graphs are released after each rollout
 unless ``keep=True`` (faster: no re-capture, but the cache's memory stays allocated during training).
 
 The model is read (and checked) by ``helpers.generate.fast_model``; the norms, rotary embeddings and the Triton decode
-step are ``helpers.generate.fast_kernels``'. Here: the sampler (prefill, decode step, sampling, graphs) and ``install``.
+step are ``helpers.generate.fast_kernels``'. Here: the sampler (prefill, decode step, sampling, graphs).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ from __future__ import annotations
 import inspect
 
 from helpers.rewards.completions import _number
-from helpers.rewards.reward_set import reward_functions
 
 # ---------------------------------------------------------------------------------------------
 # Reward functions: named failures
@@ -71,16 +70,3 @@ def guard_rewards(funcs) -> list:
         else:
             raise TypeError(f"reward function {f!r} is not callable; fix: pass functions f(completions, **kwargs).")
     return out
-
-
-def _split_rewards(rewards) -> tuple[list, list[float] | None]:
-    """``(funcs, weights)`` from a ``helpers.rewards.reward_set.RewardSet``, a ``(funcs, weights)`` pair, a list or one function."""
-    if rewards is None:
-        rewards = reward_functions()
-    if hasattr(rewards, "funcs") and hasattr(rewards, "weights"):
-        return list(rewards.funcs), list(rewards.weights)
-    if isinstance(rewards, tuple) and len(rewards) == 2 and isinstance(rewards[0], (list, tuple)):
-        return list(rewards[0]), (list(rewards[1]) if rewards[1] is not None else None)
-    if callable(rewards):
-        return [rewards], None
-    return list(rewards), None

@@ -73,7 +73,7 @@ def trl_needs_cpu_patch() -> bool:
     if not hasattr(trl_utils, "_ChunkedLogProbFunction"):
         raise RuntimeError(
             "trl.trainer.utils._ChunkedLogProbFunction is gone: TRL changed its fused LM head; "
-            "fix: re-check helpers/cpu_compat.py against the installed TRL before training on CPU."
+            "fix: re-check helpers/train/cpu_compat.py against the installed TRL before training on CPU."
         )
     head = trl_utils._ChunkedLogProbFunction
     return head is None or (head.__module__.startswith("trl.kernels") and not torch.cuda.is_available())
