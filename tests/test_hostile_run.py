@@ -29,9 +29,10 @@ from nbformat.v4 import new_code_cell, new_notebook
 from helpers.files.lock import OWNER_NAME, FolderInUseError, folder_lock
 from helpers.run import checks as rc
 from helpers.run import cli, suite
-from helpers.run.params import LEVELS, LORA_RANKS, MERGED_DTYPES, PARAMS, check_value
+from helpers.run.params import MERGED_DTYPES, PARAMS, check_value
 from helpers.run.progress import Follower, RunLog
 from helpers.runtime.notices import NOTICES_NAME
+from helpers.runtime.settings import LEVELS, LORA_RANKS
 from helpers.train.checkpoints import CheckpointsExistError, choose_resume
 
 REPO = Path(__file__).resolve().parents[1]
@@ -560,9 +561,8 @@ def _accepted_by_code(name: str, value) -> bool:
 
             _torch_dtype(value)
         elif name == "lora_rank":
-            from helpers.model.lora import ALLOWED_RANKS
 
-            return value in ALLOWED_RANKS  # add_lora's own check (it needs a model to run)
+            return value in LORA_RANKS  # add_lora's own check (it needs a model to run)
         else:
             raise KeyError(name)
     except ValueError:
@@ -602,11 +602,13 @@ def test_each_range_is_the_one_the_code_accepts(name):
         assert _accepted_by_table(name, value) == _accepted_by_code(name, value), (name, value)
 
 
-def test_the_copied_constants_match_their_homes():
-    from helpers.data.synthetic import LEVELS as levels
-    from helpers.model.lora import ALLOWED_RANKS
+def test_the_shared_constants_have_one_home():
+    from helpers.data import synthetic
+    from helpers.model import lora
+    from helpers.run import params
 
-    assert LEVELS == levels and LORA_RANKS == ALLOWED_RANKS and "float16" in MERGED_DTYPES
+    assert synthetic.LEVELS is params.LEVELS is LEVELS and lora.LORA_RANKS is params.LORA_RANKS is LORA_RANKS
+    assert "float16" in MERGED_DTYPES
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from helpers.model.lora import ALLOWED_RANKS, add_lora, linear_module_names, lora_delta, lora_state
+from helpers.model.lora import add_lora, linear_module_names, lora_delta, lora_state
 from helpers.runtime.hardware import detect
+from helpers.runtime.settings import LORA_RANKS
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ def test_rank_128_allowed_and_bad_rank_refused(fresh_model):
     model, _ = fresh_model
     with pytest.raises(ValueError, match="rank 48 is not supported.*64"):
         add_lora(model, rank=48)
-    assert 128 in ALLOWED_RANKS
+    assert 128 in LORA_RANKS
     peft_model, report = add_lora(model, rank=128)
     assert report.rank == 128 and peft_model.peft_config["default"].lora_alpha == 128
 

@@ -8,6 +8,7 @@ import random
 
 from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
 from helpers.data.rows import _dataset, make_row
+from helpers.runtime.settings import LEVELS
 
 # ---------------------------------------------------------------------------------------------
 # Synthetic problems
@@ -21,7 +22,6 @@ _ITEMS = ["apples", "pencils", "stickers", "marbles", "cookies", "books", "cards
 _CONTAINERS = ["boxes", "bags", "packs", "jars", "baskets"]
 _GAIN = ["buys {x} more", "finds {x} more", "gets {x} more from {friend}", "picks up {x} more"]
 _LOSS = ["gives {x} to {friend}", "loses {x}", "sells {x}", "uses {x}"]
-LEVELS = (1, 2, 3)
 
 # The generator's own wording ("generator") and a second wording for evaluation only ("paraphrased"):
 # other names, items, containers and sentence templates around the same arithmetic, so a held-out

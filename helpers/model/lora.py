@@ -15,8 +15,8 @@ import torch
 
 from helpers.runtime.distributed import unsloth_path
 from helpers.runtime.hardware import detect
+from helpers.runtime.settings import LORA_RANKS
 
-ALLOWED_RANKS = (8, 16, 32, 64, 128)
 DEFAULT_RANK = 64
 
 
@@ -67,8 +67,8 @@ def add_lora(
 ):
     """Wrap ``model`` with a LoRA adapter on all linear layers and return ``(peft_model, report)``;
     ``gradient_checkpointing=None``: on a GPU only (on a CPU recomputing activations only costs time)."""
-    if rank not in ALLOWED_RANKS:
-        raise ValueError(f"LoRA rank {rank} is not supported; use one of {ALLOWED_RANKS} (64 is the RL default).")
+    if rank not in LORA_RANKS:
+        raise ValueError(f"LoRA rank {rank} is not supported; use one of {LORA_RANKS} (64 is the RL default).")
     alpha = rank if alpha is None else alpha
     modules = list(linear_module_names(model))
     if not modules:

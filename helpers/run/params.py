@@ -23,11 +23,9 @@ from helpers.data.gsm8k import check_gsm8k_path
 from helpers.data.rows import DataUnavailableError
 from helpers.generate.sampling import _check_sampling
 from helpers.runtime.profiles import profile_settings
-from helpers.runtime.settings import Settings
+from helpers.runtime.settings import LEVELS, LORA_RANKS, Settings
 from helpers.train.group_filter import MODES
 
-LEVELS = (1, 2, 3)  # helpers.data.synthetic.LEVELS (tested equal; that module imports the datasets stack)
-LORA_RANKS = (8, 16, 32, 64, 128)  # helpers.model.lora.ALLOWED_RANKS (tested equal; that module imports torch)
 MERGED_DTYPES = ("bfloat16", "float16", "float32", "bf16", "fp16", "half", "fp32")  # helpers.save.merged._torch_dtype
 
 

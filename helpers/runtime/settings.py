@@ -12,9 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-GROUP_FILTERS = ("off", "drop", "resample")  # helpers.train.group_filter.MODES
+from helpers.train.group_filter import MODES
+
+GROUP_FILTERS = tuple(MODES)
 GRPO_DATA = ("gsm8k", "synthetic")
-LEVELS = (1, 2, 3)  # helpers.data.synthetic.LEVELS
+LEVELS = (1, 2, 3)  # the synthetic problems' difficulty levels (helpers.data.synthetic)
+LORA_RANKS = (8, 16, 32, 64, 128)  # the LoRA ranks helpers.model.lora.add_lora takes
 
 
 def _f(stage: str, help: str, **kwargs):
@@ -111,9 +114,9 @@ class Settings:
         if self.max_completion_length >= self.max_seq_length:
             raise ValueError(f"max_completion_length={self.max_completion_length} leaves no room for the prompt in "
                              f"max_seq_length={self.max_seq_length}; fix: lower max_completion_length.")
-        if self.lora_rank not in (8, 16, 32, 64, 128):
-            raise ValueError(f"lora_rank={self.lora_rank} is not supported; fix: one of 8, 16, 32, 64, 128 (64 is "
-                             "the RL default).")
+        if self.lora_rank not in LORA_RANKS:
+            raise ValueError(f"lora_rank={self.lora_rank} is not supported; fix: one of "
+                             f"{', '.join(map(str, LORA_RANKS))} (64 is the RL default).")
         if self.group_filter not in GROUP_FILTERS:
             raise ValueError(f"group_filter={self.group_filter!r}; fix: one of {', '.join(GROUP_FILTERS)}.")
         if self.grpo_data not in GRPO_DATA:
