@@ -344,10 +344,10 @@ def test_same_size_damage_is_found_at_every_use_and_by_the_full_check(fake_cache
 
 def test_a_cache_from_before_manifests_is_adopted_or_rebuilt(fake_cache):
     from helpers.files.integrity import MANIFEST
-    from helpers.model.embedded import _build_embedded, embedded_model_path
+    from helpers.model.embedded import build_embedded, embedded_model_path
 
     final, builds = fake_cache
-    _build_embedded(final)
+    build_embedded(final)
     (final / MANIFEST).unlink()  # as an older version left it
     assert embedded_model_path() == final and len(builds) == 1 and (final / MANIFEST).is_file()
     (final / MANIFEST).unlink()

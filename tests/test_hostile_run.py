@@ -530,8 +530,8 @@ def test_every_parameter_without_a_type_has_an_entry(declared):
 
 def _accepted_by_code(name: str, value) -> bool:
     """Whether the code a parameter reaches accepts ``value`` (``PARAMS[name].becomes``)."""
-    from helpers.evaluate.evaluation import _check_sets
-    from helpers.generate.sampling import _check_sampling
+    from helpers.evaluate.evaluation import check_sets
+    from helpers.generate.sampling import check_sampling
     from helpers.run.params import SETTINGS_FIELDS
     from helpers.runtime.profiles import profile_settings
     from helpers.train.group_filter import GroupFilter
@@ -543,13 +543,13 @@ def _accepted_by_code(name: str, value) -> bool:
         elif name == "eval_problems":
             from helpers.data.synthetic import synthetic_dataset
 
-            _check_sets({"synthetic": synthetic_dataset(2, split="test")}, value)
+            check_sets({"synthetic": synthetic_dataset(2, split="test")}, value)
         elif name == "eval_max_new_tokens":
-            _check_sampling(0.0, 1, value)
+            check_sampling(0.0, 1, value)
         elif name == "samples_per_problem":
-            _check_sampling(0.8, value, 1)
+            check_sampling(0.8, value, 1)
         elif name == "eval_temperature":
-            _check_sampling(value, 1, 1)
+            check_sampling(value, 1, 1)
         elif name == "group_filter":
             GroupFilter(mode=value)
         elif name == "train_levels":
@@ -557,9 +557,9 @@ def _accepted_by_code(name: str, value) -> bool:
 
             synthetic_dataset(3, difficulty=tuple(value))
         elif name == "merged_dtype":
-            from helpers.save.merged import _torch_dtype
+            from helpers.save.merged import parse_torch_dtype
 
-            _torch_dtype(value)
+            parse_torch_dtype(value)
         elif name == "lora_rank":
 
             return value in LORA_RANKS  # add_lora's own check (it needs a model to run)

@@ -231,10 +231,10 @@ def _between_samples(size: int) -> int:
 
 def _hide_the_write(folder, name: str) -> None:
     """Record the file's new identity in the manifest, as if the damage came without a write (bit rot)."""
-    from helpers.files.integrity import MANIFEST, _identity
+    from helpers.files.integrity import MANIFEST, file_identity
 
     manifest = json.loads((folder / MANIFEST).read_text())
-    manifest["files"][name]["stat"] = _identity(folder / name)
+    manifest["files"][name]["stat"] = file_identity(folder / name)
     (folder / MANIFEST).write_text(json.dumps(manifest))
 
 

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from helpers.train.checkpoints import CheckpointsExistError, _set_aside, check_checkpoints, newest_checkpoint
+from helpers.train.checkpoints import (
+    CheckpointsExistError,
+    check_checkpoints,
+    newest_checkpoint,
+    set_aside_folder,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,13 +48,13 @@ def test_starting_over_moves_the_earlier_run_aside(tmp_path):
     checkpoint(stage / "checkpoints", 4)
     (stage / "adapter").mkdir()
     (stage / "metrics.jsonl").write_text('{"step": 1}\n')
-    aside = _set_aside(stage)
+    aside = set_aside_folder(stage)
     assert aside.parent == stage and aside.name.startswith("previous-")
     assert sorted(p.name for p in aside.iterdir()) == ["adapter", "checkpoints", "metrics.jsonl"]
     assert sorted(p.name for p in stage.iterdir()) == [aside.name]  # nothing of the old run beside the new one
-    assert _set_aside(stage) is None
+    assert set_aside_folder(stage) is None
     (stage / "metrics.jsonl").write_text('{"step": 2}\n')  # a second fresh start within the same second
-    again = _set_aside(stage)
+    again = set_aside_folder(stage)
     assert again != aside and (again / "metrics.jsonl").read_text() == '{"step": 2}\n'
     assert (aside / "metrics.jsonl").read_text() == '{"step": 1}\n'  # the first run's metrics are not replaced
 

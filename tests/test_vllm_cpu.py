@@ -128,11 +128,11 @@ def _vllm_greedy(engine, tokenizer, texts, lora=None, max_new_tokens=MAX_NEW_TOK
     from vllm import SamplingParams
     from vllm.lora.request import LoRARequest
 
-    from helpers.generate.vllm_requests import _vllm_prompts, vllm_lora_kwargs, vllm_sampling_kwargs
+    from helpers.generate.vllm_requests import vllm_lora_kwargs, vllm_prompts, vllm_sampling_kwargs
 
     params = SamplingParams(**vllm_sampling_kwargs(max_new_tokens=max_new_tokens), logprobs=0)
     request = LoRARequest(**vllm_lora_kwargs(*lora)) if lora else None
-    outs = engine.generate(_vllm_prompts(tokenizer, texts), params, lora_request=request, use_tqdm=False)
+    outs = engine.generate(vllm_prompts(tokenizer, texts), params, lora_request=request, use_tqdm=False)
     ids, logps = [], []
     for out in outs:
         o = out.outputs[0]

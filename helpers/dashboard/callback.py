@@ -39,9 +39,9 @@ from typing import Any, TextIO
 
 from transformers import PrinterCallback, TrainerCallback
 
-from helpers.dashboard.metrics import Panels, _read_lines, canonical, truncate_metrics
+from helpers.dashboard.metrics import Panels, canonical, read_records, truncate_metrics
 from helpers.dashboard.pace import StepPace, hms
-from helpers.dashboard.plots import _render, figure, plot_metrics
+from helpers.dashboard.plots import figure, plot_metrics, render_png
 from helpers.dashboard.text import samples_from_trainer_logs, samples_html, summary_line
 from helpers.files.runs import RunLayout
 from helpers.runtime import hardware as runtime
@@ -143,7 +143,7 @@ class DashboardCallback(TrainerCallback):
         if dropped:
             self._print(f"[dashboard] resuming at step {state.global_step}: dropped {dropped} later line(s) "
                         f"from {self.metrics_path} (previous file kept as {self.metrics_path.name}.prev)")
-        self.history = _read_lines(self.metrics_path)
+        self.history = read_records(self.metrics_path)
         self._start, self._total = self.clock(), state.max_steps or None
         self.pace.reset()
         if self.widget is not None:
@@ -231,7 +231,7 @@ class DashboardCallback(TrainerCallback):
         if self.widget is None or not self.history:
             return
         self.header.value = f"<b>{self.stage}</b> &nbsp; {html.escape(self._line(self.history[-1]))}"
-        self.image.value = _render(figure(self.history, self.panels), dpi=80)[""]
+        self.image.value = render_png(figure(self.history, self.panels), dpi=80)[""]
         self.samples_box.value = samples_html(self.samples)
         self._pending = False
 

@@ -122,7 +122,7 @@ def merge_by_step(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [rows[s] for s in sorted(rows)]
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[dict[str, Any]]:
     records = []
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -139,7 +139,7 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The history in a ``metrics.jsonl`` (or a stage folder holding one): one dict per step, sorted,
     de-duplicated by step (later values win), canonical keys; unreadable lines are skipped."""
     path = Path(path)
-    return merge_by_step(_read_lines(path / "metrics.jsonl" if path.is_dir() else path))
+    return merge_by_step(read_records(path / "metrics.jsonl" if path.is_dir() else path))
 
 
 def truncate_metrics(path: str | os.PathLike, after_step: int) -> int:
@@ -149,7 +149,7 @@ def truncate_metrics(path: str | os.PathLike, after_step: int) -> int:
     if not path.exists():
         return 0
     lines = path.read_text(encoding="utf-8").splitlines()
-    kept = [json.dumps(r) for r in _read_lines(path) if int(r["step"]) <= after_step]
+    kept = [json.dumps(r) for r in read_records(path) if int(r["step"]) <= after_step]
     if len(kept) == len(lines):
         return 0
     shutil.copy2(path, path.with_name(path.name + ".prev"))

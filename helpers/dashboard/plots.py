@@ -150,7 +150,7 @@ def _figure(rows: Sequence[Mapping[str, Any]], panels: Panels, cols: int = 4) ->
     return fig, axes
 
 
-def _render(fig: Any, dpi: int, crops: Mapping[str, Any] | None = None) -> dict[str, bytes]:
+def render_png(fig: Any, dpi: int, crops: Mapping[str, Any] | None = None) -> dict[str, bytes]:
     """Draw ``fig`` once with Agg; PNG bytes of the whole figure (``""``) and of each axes in ``crops``
     (the panel's box with its twin axes, labels and title), cut from the same pixels."""
     import numpy as np
@@ -190,7 +190,7 @@ def plot_metrics(history: Sequence[Mapping[str, Any]], out_dir: str | os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     fig, axes = _figure(merge_by_step(history), panels or Panels())
     written = {}
-    for name, data in _render(fig, dpi, axes).items():
+    for name, data in render_png(fig, dpi, axes).items():
         written[name or "dashboard"] = path = out / f"{prefix}_{name or 'dashboard'}.png"
         atomic_write(path, data)
     return written

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers.data.answers import normalize_answer
 from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
-from helpers.data.rows import DataUnavailableError, NoUsableRowsError, _dataset, make_row
+from helpers.data.rows import DataUnavailableError, NoUsableRowsError, make_row, rows_dataset
 from helpers.runtime.hardware import hub_reachable
 
 log = logging.getLogger(__name__)
@@ -186,4 +186,4 @@ def load_gsm8k(split: str = "train", path: str | os.PathLike | None = None, *,
         rows = rows[:limit]
     if dropped:
         log.warning("GSM8K %s: dropped %d rows without a usable answer", split, dropped)
-    return _dataset(rows, f"GSM8K {split} from {where}: {len(rows)} rows, {dropped} dropped (no usable answer)")
+    return rows_dataset(rows, f"GSM8K {split} from {where}: {len(rows)} rows, {dropped} dropped (no usable answer)")

@@ -29,7 +29,7 @@ def make_row(question: str, reasoning: str, answer: str, *, difficulty: int, sou
     }
 
 
-def _dataset(rows: list[dict], description: str):
+def rows_dataset(rows: list[dict], description: str):
     from datasets import Dataset
 
     ds = Dataset.from_list(rows)

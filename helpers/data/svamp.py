@@ -30,7 +30,7 @@ from pathlib import Path
 
 from helpers.data.answers import format_number, parse_number
 from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
-from helpers.data.rows import DataUnavailableError, NoUsableRowsError, _dataset, make_row
+from helpers.data.rows import DataUnavailableError, NoUsableRowsError, make_row, rows_dataset
 from helpers.files.atomic import atomic_write
 from helpers.model.embedded import cache_dir
 
@@ -191,5 +191,5 @@ def load_svamp(path: str | os.PathLike | None = None, *, fmt: ReasoningFormat = 
     if dropped:
         log.warning("SVAMP: dropped %d records whose equation does not give a plain-number answer", dropped)
     kept = rows[:limit] if limit is not None else rows
-    return _dataset(kept, f"SVAMP ({'upstream file' if upstream else 'NOT the upstream file'} {file}): {len(kept)} "
+    return rows_dataset(kept, f"SVAMP ({'upstream file' if upstream else 'NOT the upstream file'} {file}): {len(kept)} "
                           f"of {len(rows)} usable problems, {dropped} dropped (no plain-number answer)")

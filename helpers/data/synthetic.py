@@ -7,7 +7,7 @@ import hashlib
 import random
 
 from helpers.data.chat_template import DEFAULT_FORMAT, ReasoningFormat
-from helpers.data.rows import _dataset, make_row
+from helpers.data.rows import make_row, rows_dataset
 from helpers.runtime.settings import LEVELS
 
 # ---------------------------------------------------------------------------------------------
@@ -143,4 +143,4 @@ def synthetic_dataset(n: int, *, difficulty: int | tuple[int, ...] = LEVELS, see
         seen.add(question)
         rows.append(make_row(question, reasoning, answer, difficulty=level, source="synthetic", fmt=fmt, system=system))
     part = (f", {split} part" if split else "") + (f", {style} wording" if style != "generator" else "")
-    return _dataset(rows, f"synthetic arithmetic problems{part}: {n} rows, difficulty {levels}, seed {seed}")
+    return rows_dataset(rows, f"synthetic arithmetic problems{part}: {n} rows, difficulty {levels}, seed {seed}")

@@ -123,7 +123,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     if sets is None:
         sets = {"synthetic": held_out_sets(problems, gsm8k=False, svamp_n=0, seed=seed, fmt=fmt)["synthetic"]}
     sets = {name: _as_dataset(ds, problems) for name, ds in sets.items()}
-    _check_sets(sets, problems)
+    check_sets(sets, problems)
     if model is None:
         model, tokenizer = load_model(profile=profile)
     if tokenizer is None:
@@ -171,7 +171,7 @@ def evaluate_sets(sets: dict | None = None, run_dir=None, *, model=None, tokeniz
     return tables
 
 
-def _check_sets(sets: dict, problems: int) -> None:
+def check_sets(sets: dict, problems: int) -> None:
     """Refuse, before any model is loaded, what would give an empty or meaningless table (``0.0% (0/0)``)."""
     if not isinstance(problems, int) or isinstance(problems, bool) or problems < 1:
         raise ValueError(f"problems={problems!r}: evaluate at least 1 problem; fix: pass problems=64 (or None for the "

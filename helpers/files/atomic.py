@@ -84,7 +84,7 @@ def retire_stale_adapter(adapter: str | os.PathLike) -> Path | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -101,7 +101,7 @@ def _remove_stale_partials(final: Path) -> None:
             pid = int(stale.name.rsplit(".partial-", 1)[1].split("-", 1)[0])
         except (IndexError, ValueError):
             continue
-        if pid != os.getpid() and not _pid_alive(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             shutil.rmtree(stale, ignore_errors=True)
 
 

@@ -9,7 +9,7 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers.files.integrity import _first_line
+from helpers.files.integrity import first_line
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
@@ -88,7 +88,7 @@ def disk_error(exc: BaseException, folder: str | os.PathLike, *, needed: int | N
         return err
     if kind == "read-only":
         err = ReadOnlyError(f"cannot write {what} to {folder}: the folder is read-only or not yours "
-                            f"({_first_line(exc)}); fix: " + (fix or "make it writable, or write to another folder "
+                            f"({first_line(exc)}); fix: " + (fix or "make it writable, or write to another folder "
                                                               "(run_dir=... / --out ...)"))
         err.errno = errno.EROFS
         return err

@@ -63,17 +63,17 @@ def file_problem(path: str | os.PathLike) -> str | None:
                 if not zf.namelist():
                     return "an empty archive"
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        return f"unreadable ({type(exc).__name__}: {_first_line(exc)})"
+        return f"unreadable ({type(exc).__name__}: {first_line(exc)})"
     except zipfile.BadZipFile as exc:
-        return f"truncated or not a torch file ({_first_line(exc)})"
+        return f"truncated or not a torch file ({first_line(exc)})"
     except OSError as exc:
-        return f"unreadable ({_first_line(exc)})"
+        return f"unreadable ({first_line(exc)})"
     except Exception as exc:  # safetensors' SafetensorError is not an OSError
-        return f"truncated or corrupt ({_first_line(exc)})"
+        return f"truncated or corrupt ({first_line(exc)})"
     return None
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
@@ -104,7 +104,7 @@ def _sampled_sha256(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def _identity(path: Path) -> list[int]:
+def file_identity(path: Path) -> list[int]:
     """What changes when a file is written, replaced or copied: size, mtime, ctime (not settable by
     ``touch``), inode."""
     st = path.stat()
@@ -112,7 +112,7 @@ def _identity(path: Path) -> list[int]:
 
 
 def _entry(path: Path, sha256: str | None = None) -> dict:
-    identity = _identity(path)
+    identity = file_identity(path)
     return {"size": identity[0], "sha256": sha256 or _sha256(path), "sample": _sampled_sha256(path, identity[0]),
             "stat": identity}
 
@@ -155,7 +155,7 @@ def manifest_problems(folder: str | os.PathLike, *, full: bool = False) -> list[
             problems.append(f"{name}: missing")
             continue
         size = path.stat().st_size
-        same_file = entry.get("stat") == _identity(path)
+        same_file = entry.get("stat") == file_identity(path)
         if size != entry.get("size"):
             problems.append(f"{name}: {size:,} bytes, {entry.get('size'):,} expected")
         elif (full or not same_file) and _sha256(path) != entry.get("sha256"):

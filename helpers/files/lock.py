@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.files.atomic import _pid_alive, atomic_write
+from helpers.files.atomic import atomic_write, pid_alive
 
 LOCK_NAME, OWNER_NAME = ".grpo-notebooks.lock", ".grpo-notebooks.owner.json"
 _WAIT_FOR_RECORD_S = 2.0  # a holder writes its record right after it takes the lock
@@ -79,7 +79,7 @@ def _live(record: dict | None) -> bool:
     if record.get("host") != socket.gethostname():
         return True
     pid = record.get("pid")
-    return isinstance(pid, int) and _pid_alive(pid)
+    return isinstance(pid, int) and pid_alive(pid)
 
 
 def _holder(path: Path) -> dict | None:

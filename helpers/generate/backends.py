@@ -11,7 +11,7 @@ from helpers.generate.fast_model import Unsupported
 from helpers.model.vllm_engine import adapter_in_rollouts
 from helpers.runtime.distributed import is_main_process, plain_trl
 from helpers.runtime.hardware import detect, importable
-from helpers.runtime.speed_options import DEFAULT, MODEL_OPTIONS, _check, defaults
+from helpers.runtime.speed_options import DEFAULT, MODEL_OPTIONS, check_options, defaults
 
 
 def prepare_model(model, options=DEFAULT) -> dict[str, str]:
@@ -23,7 +23,7 @@ def prepare_model(model, options=DEFAULT) -> dict[str, str]:
     import torch
 
     done: dict[str, str] = {}
-    options = _check(options)
+    options = check_options(options)
     mode = next((o for o in options if o in MODEL_OPTIONS), None)
     if mode is None:
         return done

@@ -25,8 +25,8 @@ import contextlib
 import time
 
 from helpers.generate.backends import announce, generation_backend
-from helpers.generate.sampling import Generation, _check_sampling
-from helpers.generate.vllm_requests import _vllm_generate
+from helpers.generate.sampling import Generation, check_sampling
+from helpers.generate.vllm_requests import vllm_generate
 
 
 @contextlib.contextmanager
@@ -107,12 +107,12 @@ def generate_completions(model, tokenizer, prompts: list[str], *, max_new_tokens
     called with the number of prompts done after each transformers batch. ``backend`` overrides
     :func:`generation_backend`'s rule for this call (e.g. ``"transformers"`` to compare weights in-process).
     """
-    _check_sampling(temperature, samples_per_problem, max_new_tokens)
+    check_sampling(temperature, samples_per_problem, max_new_tokens)
     prompts = list(prompts)
     chosen = generation_backend(model, lora=lora, backend=backend)
     announce(chosen, "generation")
     if chosen.name == "vllm":
-        return _vllm_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
+        return vllm_generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, temperature=temperature,
                               samples_per_problem=samples_per_problem, seed=seed, lora=lora, progress=progress)
     if lora is not None:
         raise ValueError("lora=... selects a vLLM adapter; with transformers load the adapter into the model "

@@ -20,7 +20,7 @@ class Generation:
     token_ids: list[list[list[int]]] | None = None  # the completions' ids (model.generate paths), cut at the stop token
 
 
-def _check_sampling(temperature: float, samples_per_problem: int, max_new_tokens: int) -> None:
+def check_sampling(temperature: float, samples_per_problem: int, max_new_tokens: int) -> None:
     if not (isinstance(temperature, int | float) and math.isfinite(temperature) and temperature >= 0):
         raise ValueError(f"temperature={temperature!r} must be a number >= 0; fix: 0 for greedy, e.g. 0.8 to sample.")
     if samples_per_problem < 1:

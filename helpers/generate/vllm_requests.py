@@ -1,5 +1,5 @@
 """Generation through a vLLM engine: sampling parameters, LoRA requests for adapters, engine arguments,
-and :func:`_vllm_generate`."""
+and :func:`vllm_generate`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from helpers.generate.sampling import Generation, _check_sampling
+from helpers.generate.sampling import Generation, check_sampling
 from helpers.model.adapters import adapter_weights_file
 
 
@@ -18,7 +18,7 @@ def vllm_sampling_kwargs(*, max_new_tokens: int, temperature: float = 0.0, sampl
     >>> vllm_sampling_kwargs(max_new_tokens=32)
     {'n': 1, 'temperature': 0.0, 'top_p': 1.0, 'top_k': -1, 'max_tokens': 32, 'seed': 0}
     """
-    _check_sampling(temperature, samples_per_problem, max_new_tokens)
+    check_sampling(temperature, samples_per_problem, max_new_tokens)
     return {"n": samples_per_problem, "temperature": float(temperature), "top_p": 1.0, "top_k": -1,
             "max_tokens": int(max_new_tokens), "seed": seed}
 
@@ -85,7 +85,7 @@ def vllm_lora_id(adapter_dir: str | os.PathLike) -> int:
     return _LORA_IDS[key]
 
 
-def _vllm_prompts(tokenizer, prompts: list[str]) -> list:
+def vllm_prompts(tokenizer, prompts: list[str]) -> list:
     """Token-id prompts, tokenized as the transformers path does (``add_special_tokens=False``: the chat
     template already wrote the special tokens; vLLM's own tokenizing of a string adds a BOS token
     where the tokenizer has one, which would double it for Llama-3- or Gemma-style templates)."""
@@ -103,7 +103,7 @@ def _completion_tokens(output, stop_ids: set[int]) -> int:
     return len(ids)
 
 
-def _vllm_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samples_per_problem, seed, lora,
+def vllm_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, samples_per_problem, seed, lora,
                    progress) -> Generation:
     from vllm import SamplingParams
 
@@ -115,7 +115,7 @@ def _vllm_generate(model, tokenizer, prompts, *, max_new_tokens, temperature, sa
         from vllm.lora.request import LoRARequest
 
         request = LoRARequest(**vllm_lora_kwargs(*lora))
-    inputs = _vllm_prompts(tokenizer, prompts)
+    inputs = vllm_prompts(tokenizer, prompts)
     if hasattr(model, "fast_generate"):  # Unsloth's fast_inference model (fast_generate is its engine's generate)
         outputs = model.fast_generate(inputs, sampling_params=params, lora_request=request, use_tqdm=progress)
     else:

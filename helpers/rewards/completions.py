@@ -44,7 +44,7 @@ def parse_completion(completion, *, prefilled: bool = False, fmt: ReasoningForma
     return fmt.parse(restore_prefill(text, fmt) if prefilled else text)
 
 
-def _finite(value, low: float, high: float) -> float:
+def finite_score(value, low: float, high: float) -> float:
     try:
         value = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -52,7 +52,7 @@ def _finite(value, low: float, high: float) -> float:
     return min(max(value, low), high) if math.isfinite(value) else low
 
 
-def _number(value) -> bool:
+def as_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

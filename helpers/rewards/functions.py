@@ -40,7 +40,7 @@ from collections.abc import Mapping
 
 from helpers.data.answers import last_number, same_text_answer
 from helpers.data.chat_template import DEFAULT_FORMAT, PREFILL, ReasoningFormat, restore_prefill
-from helpers.rewards.completions import Graded, _finite, completion_text
+from helpers.rewards.completions import Graded, completion_text, finite_score
 
 DEFAULT_WEIGHTS: dict[str, float] = {
     "strict_format_reward": 0.5,
@@ -86,7 +86,7 @@ class _Reward:
                 value = self.score(self.text(completion), gold)
             except Exception:  # a reward must never stop training: a completion we cannot read scores low
                 value = self.low
-            out.append(_finite(value, self.low, self.high))
+            out.append(finite_score(value, self.low, self.high))
         return out
 
     def __repr__(self) -> str:
@@ -257,7 +257,7 @@ class Combined(_Reward):
 def _guarded(reward: _Reward, graded: Graded) -> float:
     """``reward``'s grade as its own call would give it: finite, within its bounds, its low end on an error."""
     try:
-        return _finite(reward.grade(graded), reward.low, reward.high)
+        return finite_score(reward.grade(graded), reward.low, reward.high)
     except Exception:  # a reward must never stop training
         return reward.low
 

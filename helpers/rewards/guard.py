@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 
-from helpers.rewards.completions import _number
+from helpers.rewards.completions import as_number
 
 # ---------------------------------------------------------------------------------------------
 # Reward functions: named failures
@@ -22,7 +22,7 @@ class GuardedReward:
 
     def __init__(self, func):
         self.func = func
-        self.__name__ = _name(func)
+        self.__name__ = function_name(func)
         self.__doc__ = getattr(func, "__doc__", None)
 
     def __call__(self, *args, **kwargs):
@@ -40,7 +40,7 @@ class GuardedReward:
         except TypeError:
             raise RewardFunctionError(f"reward function {self.__name__!r} returned {type(scores).__name__}, not a list "
                                       "of floats; fix: return one float (or None) per completion.") from None
-        bad = [s for s in scores if s is not None and not _number(s)]
+        bad = [s for s in scores if s is not None and not as_number(s)]
         if bad:
             raise RewardFunctionError(f"reward function {self.__name__!r} returned {bad[0]!r}; fix: return finite "
                                       "floats (or None to skip a completion).")
@@ -50,7 +50,7 @@ class GuardedReward:
         return f"GuardedReward({self.func!r})"
 
 
-def _name(func) -> str:
+def function_name(func) -> str:
     while hasattr(func, "func") and not hasattr(func, "__name__"):
         func = func.func
     return getattr(func, "__name__", type(func).__name__)

@@ -26,7 +26,7 @@ from helpers.run.params import PARAMS
 from helpers.run.report import RunFolderError
 from helpers.run.stage import stage_command
 from helpers.run.state import read_timings
-from helpers.run.suite import _summary, notebooks_dir, run_suite, select_notebooks
+from helpers.run.suite import finish_summary, notebooks_dir, run_suite, select_notebooks
 from helpers.runtime.hardware import describe
 from helpers.runtime.profiles import PROFILES, ProfileError, pick_profile
 
@@ -48,7 +48,7 @@ def report_command(run_dir: str) -> int:
         raise rc.UsageError(f"{run_dir} holds no run (no timings.json, eval/, grpo/ or sft/); "
                             "fix: pass the --out folder of a grpo-notebooks run.")
     read_timings(path.resolve())
-    text = _summary(path.resolve(), None)  # a file it cannot read or write: one line naming it (RunFolderError)
+    text = finish_summary(path.resolve(), None)  # a file it cannot read or write: one line naming it (RunFolderError)
     print((path.resolve() / "report.md").read_text(encoding="utf-8"))
     print(text)
     return 0

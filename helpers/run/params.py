@@ -21,12 +21,12 @@ from typing import Any
 
 from helpers.data.gsm8k import check_gsm8k_path
 from helpers.data.rows import DataUnavailableError
-from helpers.generate.sampling import _check_sampling
+from helpers.generate.sampling import check_sampling
 from helpers.runtime.profiles import profile_settings
 from helpers.runtime.settings import LEVELS, LORA_RANKS, Settings
 from helpers.train.group_filter import MODES
 
-MERGED_DTYPES = ("bfloat16", "float16", "float32", "bf16", "fp16", "half", "fp32")  # helpers.save.merged._torch_dtype
+MERGED_DTYPES = ("bfloat16", "float16", "float32", "bf16", "fp16", "half", "fp32")  # helpers.save.merged.parse_torch_dtype
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def check_value(name: str, raw: str, profile: str, where: str = "") -> Any:
 
 def check_together(values: dict[str, Any], defaults: dict[str, Any]) -> None:
     """Refuse combinations the code that uses them refuses: evaluation's sampling settings
-    (``helpers.generate.sampling._check_sampling``: several samples per problem need a temperature above 0)."""
+    (``helpers.generate.sampling.check_sampling``: several samples per problem need a temperature above 0)."""
     def get(name: str) -> Any:
         return values[name] if values.get(name) is not None else defaults.get(name)
 
@@ -196,7 +196,7 @@ def check_together(values: dict[str, Any], defaults: dict[str, Any]) -> None:
     if temperature is None or samples is None:
         return
     try:
-        _check_sampling(temperature, samples, 1)
+        check_sampling(temperature, samples, 1)
     except ValueError:
         raise ParamError(f"-p samples_per_problem={samples} with eval_temperature={temperature}: greedy decoding "
                          "gives the same completion every time; fix: -p eval_temperature=0.8 (pass@k), or "

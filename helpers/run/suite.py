@@ -131,7 +131,7 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
             if not chosen:
                 log(f"grpo-notebooks: every notebook {first:02d}..{last:02d} already completed in {run_dir}; nothing "
                     "to resume (--fresh starts over, --from N reruns from notebook N)")
-                log(_summary(run_dir, None))
+                log(finish_summary(run_dir, None))
                 return run_dir
         declared = {nb.name: pm.inspect_notebook(str(nb)) for nb in chosen}
         values = rc.parse_parameters(list(params), declared, profile, replayed=replayed)
@@ -164,7 +164,7 @@ def run_suite(profile: str | None, out: str | None, first: int | None = None, la
             given_values = {"profile": profile, "run_dir": str(run_dir), "seed": seed, "model_name": model_name,
                             "resume": mode}
             _execute(pm, chosen, declared, values, given_values, run_dir, out, source, log, timings, state, profile)
-            log(_summary(run_dir, time.perf_counter() - began))
+            log(finish_summary(run_dir, time.perf_counter() - began))
         except OSError as exc:  # the command's own files (state, timings, log, report) on a full or read-only disk
             raise SystemExit(_stopped_line(exc, run_dir, out, "the run's files")) from None
     return run_dir
@@ -257,7 +257,7 @@ def _given(values: dict[str, dict], name: str):
     return next((v[name] for v in values.values() if v.get(name) is not None), None)
 
 
-def _summary(run_dir: Path, seconds: float | None) -> str:
+def finish_summary(run_dir: Path, seconds: float | None) -> str:
     try:
         write_report(run_dir)
         return summary(run_dir, seconds)

@@ -51,7 +51,7 @@ def defaults(hw=None) -> tuple[str, ...]:
     ``HF_GENERATION_DEFAULT`` on a CUDA GPU with unsloth and without vLLM, else none."""
     forced = os.environ.get(ENV, "").strip()
     if forced:
-        return () if forced.lower() == "none" else tuple(_check(o.strip() for o in forced.split(",") if o.strip()))
+        return () if forced.lower() == "none" else tuple(check_options(o.strip() for o in forced.split(",") if o.strip()))
     if hw is None:
         hw = detect()
     if hw.cuda and hw.unsloth and not hw.vllm:
@@ -59,7 +59,7 @@ def defaults(hw=None) -> tuple[str, ...]:
     return ()
 
 
-def _check(options) -> list[str]:
+def check_options(options) -> list[str]:
     options = list(options)
     unknown = [o for o in options if o not in OPTIONS]
     if unknown:
@@ -74,7 +74,7 @@ def _check(options) -> list[str]:
 def environment(options) -> dict[str, str]:
     """The environment variables ``options`` set (for a subprocess, or to show a user)."""
     env: dict[str, str] = {}
-    for option in _check(options):
+    for option in check_options(options):
         env.update(ENV_OPTIONS.get(option, {}))
     return env
 
@@ -82,7 +82,7 @@ def environment(options) -> dict[str, str]:
 def apply(options=DEFAULT) -> dict[str, str]:
     """Turn ``options`` on in this process; return what was done (option -> how). Call before loading a model."""
     done: dict[str, str] = {}
-    options = _check(options)
+    options = check_options(options)
     for option in options:
         for key, value in ENV_OPTIONS.get(option, {}).items():
             os.environ[key] = value

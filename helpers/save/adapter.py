@@ -23,7 +23,7 @@ def model_bytes(model, *, trainable_only: bool = False, bytes_per_param: int | N
         return 0
 
 
-def _peft_active_adapter(model) -> str:
+def peft_active_adapter(model) -> str:
     active = getattr(model, "active_adapter", "default")
     return active[0] if isinstance(active, list | tuple) else active
 
@@ -46,7 +46,7 @@ def save_lora(model, tokenizer, out_dir: str | os.PathLike) -> Path:
         raise TypeError(f"save_lora needs a PeftModel (a model with a LoRA adapter), got {type(model).__name__}; "
                         "fix: pass the model returned by helpers.model.lora.add_lora or helpers.model.adapters.load_adapter.")
     out_dir = Path(out_dir)
-    name = _peft_active_adapter(model)
+    name = peft_active_adapter(model)
     with atomic_folder(out_dir, needed=model_bytes(model, trainable_only=True) + 2**22) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, selected_adapters=[name])
         if name != "default":  # PEFT writes a non-default adapter into a subfolder named after it

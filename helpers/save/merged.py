@@ -40,7 +40,7 @@ from pathlib import Path
 
 from helpers.files.atomic import atomic_folder
 from helpers.runtime.hardware import detect
-from helpers.save.adapter import _peft_active_adapter, model_bytes
+from helpers.save.adapter import model_bytes, peft_active_adapter
 
 
 class ExportUnavailable(RuntimeError):
@@ -52,7 +52,7 @@ class ExportUnavailable(RuntimeError):
 # ---------------------------------------------------------------------------------------------
 
 
-def _torch_dtype(dtype):
+def parse_torch_dtype(dtype):
     import torch
 
     if dtype is None or isinstance(dtype, torch.dtype):
@@ -74,7 +74,7 @@ def merged_dtype(model, dtype=None):
     """
     import torch
 
-    chosen = _torch_dtype(dtype)
+    chosen = parse_torch_dtype(dtype)
     if chosen is not None:
         return chosen
     own = next(model.parameters()).dtype
@@ -90,7 +90,7 @@ def merge_lora(model, dtype=None):
         raise TypeError(f"merge_lora needs a PeftModel, got {type(model).__name__}; "
                         "fix: pass the model with its LoRA adapter (helpers.model.adapters.load_adapter).")
     target = merged_dtype(model, dtype)
-    merged = copy.deepcopy(model, memo=_shared_engines(model)).merge_and_unload(adapter_names=[_peft_active_adapter(model)])
+    merged = copy.deepcopy(model, memo=_shared_engines(model)).merge_and_unload(adapter_names=[peft_active_adapter(model)])
     merged = merged.to(target)
     merged.config.dtype = target
     merged.eval()

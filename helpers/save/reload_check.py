@@ -22,7 +22,7 @@ from pathlib import Path
 from helpers.data.chat_template import build_messages
 from helpers.generate.completions import generate_completions
 from helpers.runtime.threads import cpu_threads
-from helpers.save.merged import _torch_dtype
+from helpers.save.merged import parse_torch_dtype
 
 DEFAULT_CHECK_QUESTIONS = (  # asked with the suite's system prompt (helpers.data.chat_template), as in training
     "What is 12 + 7?",
@@ -147,7 +147,7 @@ def _reload_check(adapter_model, tokenizer, merged_dir, prompts, max_new_tokens,
         raise FileNotFoundError(f"no merged model at {merged_dir} (no config.json); fix: run save_merged first.")
     compute_dtype = next(adapter_model.parameters()).dtype
     saved_dtype = getattr(AutoConfig.from_pretrained(merged_dir), "dtype", None)
-    saved_dtype = _torch_dtype(str(saved_dtype).replace("torch.", "")) if saved_dtype is not None else compute_dtype
+    saved_dtype = parse_torch_dtype(str(saved_dtype).replace("torch.", "")) if saved_dtype is not None else compute_dtype
     tolerance = _default_tolerance(saved_dtype) if tie_tolerance is None else float(tie_tolerance)
     reloaded_tok = AutoTokenizer.from_pretrained(merged_dir)
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=compute_dtype)

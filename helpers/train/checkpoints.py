@@ -118,7 +118,7 @@ def check_checkpoints(folder: str | os.PathLike, resume: bool | None) -> None:
         "(grpo-notebooks run --fresh) to start over (the old checkpoints are moved aside, not deleted).")
 
 
-def _set_aside(stage: Path) -> Path | None:
+def set_aside_folder(stage: Path) -> Path | None:
     """Move an earlier run's checkpoints, adapter and metrics in ``stage`` to ``stage/previous-<time>/``."""
     old = [stage / name for name in ("checkpoints", "adapter", "metrics.jsonl") if (stage / name).exists()]
     if not old:
@@ -207,7 +207,7 @@ def choose_resume(run_dir: str | os.PathLike | None, resume: bool | None, *, mai
         if main:
             plan.message = _resume_message(folder, plan.set_aside, damaged, plan.checkpoint, plan.reached,
                                            plan.steps_lost)
-    elif resume is False and main and (aside := _set_aside(stage)):
+    elif resume is False and main and (aside := set_aside_folder(stage)):
         plan.earlier_run = aside
         plan.message = f"GRPO starts over (resume=False): the earlier run's checkpoints, adapter and metrics are in {aside}"
     if plan.message and main:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 
 from helpers.data.problems import filter_prompt_length
-from helpers.rewards.guard import _name
+from helpers.rewards.guard import function_name
 from helpers.runtime.settings import Settings
 
 _TRL_KWARGS = {"prompts", "completions", "completion_ids", "trainer_state", "log_extra", "log_metric",
@@ -51,7 +51,7 @@ def check_dataset(dataset, funcs=()) -> None:
     for f in funcs:
         missing = sorted(_needed_columns(f) - columns)
         if missing:
-            raise ValueError(f"reward function {_name(f)!r} needs the dataset column(s) {missing}, which the dataset "
+            raise ValueError(f"reward function {function_name(f)!r} needs the dataset column(s) {missing}, which the dataset "
                              f"lacks (columns: {sorted(columns)}); fix: add an 'answer' column with the gold answer "
                              "(helpers.data.problems builds it) or drop that reward function.")
 
