@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.files.integrity import file_problem
+from helpers.files.integrity import file_problem, first_line
 from helpers.model.checks import ModelLoadError, check_causal_lm, local_folder_check, unknown_architecture
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json",
@@ -64,7 +64,7 @@ def _config(folder: Path, trust_remote_code: bool):
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"{file} cannot be read as JSON ({type(exc).__name__}: {_first(exc)}); {_AGAIN}.") from None
+        raise ModelLoadError(f"{file} cannot be read as JSON ({type(exc).__name__}: {first_line(exc)}); {_AGAIN}.") from None
     if not isinstance(data, dict):
         raise ModelLoadError(f"{file} holds a JSON {type(data).__name__}, not a model config (an object with "
                              f"model_type); {_AGAIN}.")
@@ -72,7 +72,7 @@ def _config(folder: Path, trust_remote_code: bool):
         config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise (unknown_architecture(str(folder), exc) or ModelLoadError(
-            f"the config in {folder} cannot be loaded ({type(exc).__name__}: {_first(exc)[:150]}); "
+            f"the config in {folder} cannot be loaded ({type(exc).__name__}: {first_line(exc)[:150]}); "
             "fix: copy the model folder again, or upgrade transformers.")) from None
     check_causal_lm(config, str(folder), trust_remote_code)
     return config
@@ -149,7 +149,7 @@ def _index(folder: Path) -> dict[str, str]:
                 isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
             raise ValueError("its weight_map is not a non-empty object of tensor name -> file")
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{folder / INDEX} is not a readable shard index ({type(exc).__name__}: {_first(exc)}); "
+        raise ModelLoadError(f"{folder / INDEX} is not a readable shard index ({type(exc).__name__}: {first_line(exc)}); "
                              f"{_AGAIN}.") from None
     return weight_map
 
@@ -232,8 +232,3 @@ def _renamer(meta, expected: dict):
         return (f"{prefix}.{key}" if prefix else key), None
 
     return rename
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__

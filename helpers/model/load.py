@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from helpers.files.integrity import first_line
 from helpers.model.checks import ModelLoadError, check_causal_lm, check_hub_weights, local_folder_check
 from helpers.model.embedded import EMBEDDED_MODEL, cache_dir, embedded_model_path, rebuild_if_damaged
 from helpers.model.folder import check_model_folder, meta_model
@@ -238,7 +239,7 @@ def _load_transformers(path: str, dtype, cuda: bool, trust_remote_code: bool, al
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"the tokenizer in {path} cannot be loaded ({type(exc).__name__}: {_first(exc)}); fix: "
+        raise ModelLoadError(f"the tokenizer in {path} cannot be loaded ({type(exc).__name__}: {first_line(exc)}); fix: "
                              "copy the tokenizer files (tokenizer.json, tokenizer_config.json) again.") from None
     try:
         model, info = AutoModelForCausalLM.from_pretrained(
@@ -250,14 +251,9 @@ def _load_transformers(path: str, dtype, cuda: bool, trust_remote_code: bool, al
     except (OSError, ValueError, RuntimeError) as exc:  # what the folder check could not see beforehand
         fix = ("copy the model folder again from its source" if Path(path).is_dir() else
                "download it again (check the connection and the free disk space)")
-        raise ModelLoadError(f"the weights of {path} cannot be loaded ({type(exc).__name__}: {_first(exc)}); "
+        raise ModelLoadError(f"the weights of {path} cannot be loaded ({type(exc).__name__}: {first_line(exc)}); "
                              f"fix: {fix}.") from None
     return model, tokenizer, info
-
-
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def load_tokenizer(name: str | None = None, *, profile: str | None = None):
