@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import fields, replace
+from pathlib import Path
 
 import pytest
 from stages import notebook, run_stage
@@ -15,6 +16,8 @@ from helpers.runtime.hardware import Hardware
 from helpers.runtime.profiles import PROFILE_TABLE, PROFILES, profile_settings
 from helpers.runtime.settings import Settings
 from helpers.train.trainer_args import machine_args, rollout_args
+
+REPO = Path(__file__).resolve().parents[1]
 
 CPU = Hardware(cuda=False, gpu_name=None, cuda_capability=None, vram_gib=None, bf16=False, cpu_threads=2,
                colab=False, notebook=False, unsloth=False, vllm=False)
@@ -104,6 +107,25 @@ def test_every_argument_the_notebooks_pass_exists_in_trls_configs():
         assert names <= {f.name for f in fields(config)}, names - {f.name for f in fields(config)}
     assert "max_prompt_length" not in {f.name for f in fields(GRPOConfig)}
     assert set(machine_args(H100)) <= {f.name for f in fields(GRPOConfig)} & {f.name for f in fields(SFTConfig)}
+
+
+def test_the_benchmarks_train_with_notebook_07s_fixed_grpo_settings():
+    """benchmarks/grpo_speed_gpu/grpo_gpu.py and benchmarks/t4/measure.py time "notebook 07's GRPOConfig": the
+    constant arguments of the notebook's call (weight decay, clipping, loss, reward scaling) are theirs too, so an
+    edit in the notebook fails here until the benchmarks follow."""
+    import ast
+
+    (call,) = [node for source, _ in code_cells(notebook(7)) for node in ast.walk(ast.parse(source))
+               if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "GRPOConfig"]
+    fixed = {k.arg: k.value.value for k in call.keywords if isinstance(k.value, ast.Constant)}
+    assert {"weight_decay", "max_grad_norm", "loss_type", "scale_rewards"} <= set(fixed)
+    for script in ("benchmarks/grpo_speed_gpu/grpo_gpu.py", "benchmarks/t4/measure.py"):
+        tree = ast.parse((REPO / script).read_text())
+        (config,) = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and getattr(node.func, "id", None)
+                     == "dict" and any(k.arg == "loss_type" for k in node.keywords)]
+        theirs = {k.arg: k.value.value for k in config.keywords if isinstance(k.value, ast.Constant)}
+        shared = {k: fixed[k] for k in ("weight_decay", "max_grad_norm", "loss_type", "scale_rewards")}
+        assert {k: theirs.get(k) for k in shared} == shared, script
 
 
 class _Captured(Exception):
