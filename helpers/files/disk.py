@@ -9,8 +9,6 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers.files.integrity import first_line
-
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
 
@@ -21,6 +19,12 @@ class DiskFullError(OSError):
 
 class ReadOnlyError(PermissionError):
     """A folder cannot be written; the message names it and the fix."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def format_bytes(n: float) -> str:

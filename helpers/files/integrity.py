@@ -1,4 +1,4 @@
-"""Files that must read back, weights that must not be pickles, and disks that fill up: one-line errors.
+"""Files that must read back, manifests of folders, weights that must not be pickles: one-line errors.
 
 - **Read back** (:func:`file_problem`): a ``.json`` file must parse, a ``.safetensors`` file must open
   (its header must cover the whole file: a truncated one does not), a ``torch.save`` file (``.pt``,
@@ -14,10 +14,8 @@
 - **Pickles** (:func:`check_weights_folder`): a model folder must hold ``*.safetensors`` weights; a
   folder with only pickles (``pytorch_model.bin``, ``*.pt``, ``*.ckpt``) is refused unless the caller
   opts in, since unpickling can run code.
-- **Full or read-only disks** (:func:`on_full_disk`): the ``OSError`` (``ENOSPC``, ``EDQUOT``,
-  ``EROFS``, ``EACCES``) and ``RuntimeError`` (torch's ``enforce fail at inline_container.cc ... file
-  write failed``, safetensors' ``StorageFull``) that a save raises on a full or read-only disk become a
-  :class:`DiskFullError` / :class:`ReadOnlyError` naming the folder, the space free and the space needed.
+
+Full or read-only disks are ``helpers.files.disk``'s; the manifest is written with ``helpers.files.atomic.atomic_write``.
 """
 
 from __future__ import annotations
@@ -28,6 +26,9 @@ import os
 import time
 import zipfile
 from pathlib import Path
+
+from helpers.files.atomic import atomic_write
+from helpers.files.disk import first_line
 
 MANIFEST = ".grpo-notebooks-manifest.json"
 _PARSE_LIMIT = 256 * 2**10  # with sizes matching, larger JSON files (tokenizer.json, 3.5 MB: 70 ms) are not re-parsed
@@ -73,11 +74,6 @@ def file_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -118,11 +114,7 @@ def _entry(path: Path, sha256: str | None = None) -> dict:
 
 
 def _write(folder: Path, manifest: dict) -> Path:
-    target = folder / MANIFEST
-    tmp = folder / f".tmp-{os.getpid()}-{MANIFEST}"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, target)
-    return target
+    return atomic_write(folder / MANIFEST, json.dumps(manifest, indent=1))
 
 
 def write_manifest(folder: str | os.PathLike, **info) -> Path:
@@ -130,7 +122,8 @@ def write_manifest(folder: str | os.PathLike, **info) -> Path:
     ``folder/MANIFEST``, with ``info``; written to a temporary file and renamed, so a manifest is whole or absent."""
     folder = Path(folder)
     files = {p.name: _entry(p)
-             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST and not p.name.startswith(".tmp")}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST
+             and not p.name.startswith((".tmp", f".{MANIFEST}."))}  # atomic_write's temporary, left by a kill
     return _write(folder, {"format": 1, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), **info, "files": files})
 
 

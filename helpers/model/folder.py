@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from helpers.files.integrity import file_problem, first_line
+from helpers.files.disk import first_line
+from helpers.files.integrity import file_problem
 from helpers.model.checks import ModelLoadError, check_causal_lm, local_folder_check, unknown_architecture
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "vocab.json",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from helpers.files.integrity import first_line
+from helpers.files.disk import first_line
 from helpers.model.checks import ModelLoadError, check_causal_lm, check_hub_weights, local_folder_check
 from helpers.model.embedded import EMBEDDED_MODEL, cache_dir, embedded_model_path, rebuild_if_damaged
 from helpers.model.folder import check_model_folder, meta_model
