@@ -8,16 +8,14 @@ from contextlib import contextmanager
 
 from helpers.files.disk import on_full_disk
 from helpers.runtime.threads import cpu_threads
+from helpers.save.adapter import model_bytes
 
 
 def checkpoint_bytes(model) -> int:
     """About the size of one checkpoint of ``model``: its trainable weights, twice that for Adam's moments
-    (fp32), and room for the tokenizer files and states saved beside them (0 without a model)."""
-    try:
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    except Exception:
-        return 0
-    return trainable * 4 * 3 + 16 * 2**20
+    (fp32), and room for the tokenizer files and states saved beside them (0 without a model or trainable weights)."""
+    weights = model_bytes(model, trainable_only=True, bytes_per_param=4)
+    return 3 * weights + 16 * 2**20 if weights else 0
 
 
 @contextmanager
